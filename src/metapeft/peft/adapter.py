@@ -1,0 +1,46 @@
+"""Bottleneck adapters: Houlsby-style sequential Adapter after a sub-layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .modulator import Modulator
+from .site import Site, SiteModule
+
+
+class BottleneckBranch(SiteModule):
+    """``α · γ · Up(ReLU(Down(x)))`` with Up zero-initialised (exact no-op at start)."""
+
+    def __init__(
+        self, dim: int, bottleneck: int, *, site: Site, scale: float, modulator: Modulator | None = None
+    ) -> None:
+        super().__init__(site, scale, modulator)
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = nn.ReLU()
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.modulate(self.up(self.act(self.down(x))))
+
+
+class SequentialAdapter(nn.Module):
+    """Adapter after a sub-layer: ``y = f(x); y + α·γ·Up(σ(Down(y)))``.
+
+    Wraps timm's ``attn`` or ``mlp`` module of a block, so the block's own forward
+    (norms, LayerScale, residuals) is untouched.
+    """
+
+    def __init__(self, base_layer: nn.Module, branch: BottleneckBranch) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.adapter = branch
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        y = self.base_layer(x, *args, **kwargs)
+        return y + self.adapter(y)

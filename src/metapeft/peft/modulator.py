@@ -1,0 +1,82 @@
+"""The learnable modulator γ that MetaPEFT attaches to every additive PEFT module.
+
+A site's output is ``α · γ · Δ(x)``. γ → 0 switches the site off (position and layer
+selection), |γ| sets its strength, and for SGD it acts as a module-wise learning rate
+(scaling an output by γ trains it like an unscaled module at lr η·γ²).
+
+γ is a separate module type so it can be found by ``isinstance`` — never by the name
+"gamma", which timm already uses for LayerScale (``ls1.gamma``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GammaShape = Literal["scalar", "channel"]
+GammaConstraint = Literal["none", "clamp", "softplus"]
+
+
+def _softplus_inverse(y: float) -> float:
+    if y <= 0:
+        raise ValueError(f"softplus-constrained gamma needs init > 0, got {y}")
+    return y + math.log(-math.expm1(-y))
+
+
+class Modulator(nn.Module):
+    """Holds γ: one scalar per site by default, or one value per output channel.
+
+    Constraints: ``none`` (raw γ, may cross zero), ``clamp`` (γ ≥ 0, enforced by
+    :meth:`project` after each meta step), ``softplus`` (γ = softplus(ρ), always > 0).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        shape: GammaShape = "scalar",
+        init: float = 1.0,
+        constraint: GammaConstraint = "none",
+    ) -> None:
+        super().__init__()
+        if shape not in ("scalar", "channel"):
+            raise ValueError(f"gamma shape must be 'scalar' or 'channel', got {shape!r}")
+        if constraint not in ("none", "clamp", "softplus"):
+            raise ValueError(f"gamma constraint must be none|clamp|softplus, got {constraint!r}")
+        if constraint == "clamp" and init < 0:
+            raise ValueError(f"clamp-constrained gamma needs init >= 0, got {init}")
+        self.constraint = constraint
+        raw = _softplus_inverse(init) if constraint == "softplus" else float(init)
+        size = () if shape == "scalar" else (channels,)
+        # Stored as the raw parameter; `value()` applies the constraint.
+        self.gamma = nn.Parameter(torch.full(size, raw))
+
+    def value(self) -> torch.Tensor:
+        if self.constraint == "softplus":
+            return F.softplus(self.gamma)
+        return self.gamma
+
+    def forward(self, delta: torch.Tensor) -> torch.Tensor:
+        return delta * self.value()
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Map γ back onto its feasible set (only ``clamp`` needs it)."""
+        if self.constraint == "clamp":
+            self.gamma.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def set_value(self, value: float | torch.Tensor) -> None:
+        """Set the effective γ (inverting the constraint), e.g. to fix a scale."""
+        v = torch.as_tensor(value, dtype=self.gamma.dtype).expand_as(self.gamma)
+        if self.constraint == "softplus":
+            v = v + torch.log(-torch.expm1(-v))
+        self.gamma.copy_(v)
+
+    def extra_repr(self) -> str:
+        shape = "scalar" if self.gamma.dim() == 0 else f"channel({self.gamma.numel()})"
+        return f"{shape}, constraint={self.constraint}"
