@@ -22,6 +22,20 @@ def tiny_vit(num_classes: int = 5, depth: int = 2, img_size: int = 32, seed: int
     return model.eval()
 
 
+# A real training run at test scale: tiny random ViT, bundled AID capped at 8 images/class.
+TINY_RUN = [
+    "model.name=vit_tiny_patch16_224", "model.pretrained=null", "model.img_size=32",
+    "model.options={depth: 2, patch_size: 8, embed_dim: 48, num_heads: 2}",
+    "data.max_per_class=8", "data.imbalance_ratio=4", "data.test_fraction=0.05",
+    "train.epochs=2", "train.batch_size=16", "train.progress=false", "train.tensorboard=false",
+]
+
+
+@pytest.fixture
+def tiny_run() -> list[str]:
+    return list(TINY_RUN)
+
+
 @pytest.fixture
 def make_vit():
     return tiny_vit

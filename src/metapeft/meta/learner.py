@@ -1,0 +1,111 @@
+"""The outer loop: one γ update from a validation batch every ``interval`` inner steps."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from ..config import MetaConfig
+from ..peft import gamma_parameters, modulators, project_gammas
+from . import hypergradient as hg
+
+ValBatches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class MetaStepResult:
+    step: int
+    val_loss: float
+    grad_norm: float
+    skipped: bool = False
+    reason: str = ""
+
+
+@dataclass
+class MetaState:
+    steps: int = 0
+    skipped: int = 0
+    trace: list[dict] = field(default_factory=list)   # per meta step: step, val_loss, γ values
+
+
+class MetaLearner:
+    """Owns γ's optimizer and computes hypergradients; φ stays with the main optimizer."""
+
+    def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable, val_batches: ValBatches) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.outer_loss = outer_loss
+        self.val_batches = val_batches
+        self.gammas = gamma_parameters(model)
+        if not self.gammas:
+            raise ValueError("meta-learning needs γ modulators, the model has none")
+        self.sites = list(modulators(model))
+        if cfg.optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
+                self.gammas, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(self.gammas, lr=cfg.lr, momentum=cfg.momentum,
+                                             weight_decay=cfg.weight_decay)
+        self.state = MetaState()
+
+    @property
+    def needs_graph(self) -> bool:
+        """Second-order modes need the train gradient built with ``create_graph=True``."""
+        return self.cfg.hypergrad in ("unrolled", "neumann")
+
+    def is_due(self, inner_step: int) -> bool:
+        return inner_step % self.cfg.interval == 0
+
+    def step(self, phi: dict[str, nn.Parameter], train_grads: list[torch.Tensor] | None,
+             inner_lr: float) -> MetaStepResult:
+        """Compute the hypergradient on a fresh val batch and update γ (guarded)."""
+        x_val, y_val = next(self.val_batches)
+        mode = self.cfg.hypergrad
+        if mode == "first_order":
+            res = hg.first_order(self.model, self.gammas, self.outer_loss, x_val, y_val)
+        elif mode == "unrolled":
+            res = hg.unrolled(self.model, phi, self.gammas, train_grads, inner_lr, self.outer_loss, x_val, y_val)
+        else:
+            res = hg.neumann(self.model, phi, self.gammas, train_grads, inner_lr, self.outer_loss, x_val, y_val,
+                             terms=self.cfg.neumann_terms)
+        self.state.steps += 1
+        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in res.grads))
+        result = MetaStepResult(self.state.steps, res.val_loss, norm)
+        if not (math.isfinite(norm) and math.isfinite(res.val_loss)):
+            return self._skip(result, "non-finite hypergradient or val loss")
+        backup = [g.detach().clone() for g in self.gammas]
+        for p, g in zip(self.gammas, res.grads):
+            p.grad = g.to(p.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        project_gammas(self.model)
+        if not all(torch.isfinite(p).all() for p in self.gammas):
+            with torch.no_grad():
+                for p, b in zip(self.gammas, backup):
+                    p.copy_(b)
+            return self._skip(result, "non-finite γ after the update (rolled back)")
+        self.state.trace.append({"step": result.step, "val_loss": res.val_loss, "grad_norm": norm,
+                                 "gamma": self.gamma_values()})
+        return result
+
+    def _skip(self, result: MetaStepResult, reason: str) -> MetaStepResult:
+        self.state.skipped += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        result.skipped, result.reason = True, reason
+        return result
+
+    def gamma_values(self) -> list[float]:
+        """Mean effective γ per site (a scalar γ is its own mean), in site order."""
+        return [float(m.value().detach().mean()) for m in modulators(self.model).values()]
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "steps": self.state.steps, "skipped": self.state.skipped,
+                "trace": self.state.trace}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = MetaState(state["steps"], state["skipped"], list(state["trace"]))

@@ -1,0 +1,63 @@
+"""The γ report: block × position map of γ and α·γ, and the sites γ switched off."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..peft import modulators, site_modules
+from ..peft.apply import POSITION_ORDER
+
+
+@dataclass
+class GammaReport:
+    positions: list[str]
+    blocks: list[int]
+    gamma: dict[str, float]            # "block.position" → mean effective γ
+    effective_scale: dict[str, float]  # "block.position" → α·γ
+    below_threshold: list[str]         # sites whose |γ| fell under the threshold ("not inserted")
+    threshold: float
+
+    def to_dict(self) -> dict:
+        return {"positions": self.positions, "blocks": self.blocks, "gamma": self.gamma,
+                "effective_scale": self.effective_scale, "below_threshold": self.below_threshold,
+                "threshold": self.threshold}
+
+    def table(self, values: str = "gamma") -> str:
+        """A plain-text block × position grid (rows = blocks)."""
+        data = getattr(self, values)
+        head = "block " + " ".join(f"{p:>7}" for p in self.positions)
+        rows = [head]
+        for b in self.blocks:
+            cells = [f"{data[f'{b}.{p}']:7.3f}" if f"{b}.{p}" in data else "      -" for p in self.positions]
+            rows.append(f"{b:>5} " + " ".join(cells))
+        return "\n".join(rows)
+
+
+def gamma_report(model: nn.Module, threshold: float = 0.1) -> GammaReport:
+    gamma, scale, low = {}, {}, []
+    sites = site_modules(model)
+    for site, mod in modulators(model).items():
+        g = float(mod.value().detach().abs().mean()) if mod.gamma.dim() else float(mod.value().detach())
+        key = str(site)
+        gamma[key] = g
+        scale[key] = sites[site].scale * g
+        if abs(g) < threshold:
+            low.append(key)
+    positions = [p for p in POSITION_ORDER if any(s.position == p for s in sites)]
+    blocks = sorted({s.block for s in sites})
+    return GammaReport(positions, blocks, gamma, scale, low, threshold)
+
+
+@torch.no_grad()
+def prune_sites(model: nn.Module, sites: list[str]) -> int:
+    """Switch the given sites off for good (γ = 0 and frozen)."""
+    n = 0
+    for site, mod in modulators(model).items():
+        if str(site) in sites:
+            mod.set_value(0.0) if mod.constraint != "softplus" else mod.gamma.fill_(-torch.inf)
+            mod.gamma.requires_grad_(False)
+            n += 1
+    return n

@@ -1,0 +1,121 @@
+"""Atomic checkpoints: safetensors for weights, JSON for state, weights-only torch files for optimizers.
+
+Layout of ``RUN/checkpoints``::
+
+    epoch_0003/            one complete checkpoint (written as a temp dir, then renamed)
+      trainable.safetensors   PEFT weights + head + γ
+      optimizer.pt            main optimizer state (tensors only: torch.load(weights_only=True))
+      meta.pt                 meta optimizer state (when meta-learning)
+      state.json              epoch, step, scheduler, history, meta trace, RNG
+    latest                 text file naming the newest complete checkpoint (replaced atomically)
+
+A run killed at any moment leaves the previous checkpoint and ``latest`` intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..peft import gamma_parameters
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter that training changes (requires_grad or γ), by name."""
+    gammas = {id(p) for p in gamma_parameters(model)}
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()
+            if p.requires_grad or id(p) in gammas}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = sorted(set(trainable_state(model)) - set(state))
+    unknown = sorted(set(state) - set(params))
+    if missing or unknown:
+        raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unknown[:5]}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if params[name].shape != tensor.shape:
+                raise ValueError(f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, "
+                                 f"model expects {tuple(params[name].shape)}")
+            params[name].copy_(tensor)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+                            ) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any], meta_optimizer_state: dict | None = None, keep: int = 1) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch_{epoch:04d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".epoch_{epoch:04d}."))
+    try:
+        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if meta_optimizer_state is not None:
+            torch.save(meta_optimizer_state, tmp / "meta.pt")
+        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(root / "latest", final.name + "\n")
+    for old in sorted(p for p in root.glob("epoch_*") if p.is_dir())[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    marker = root / "latest"
+    if not marker.is_file():
+        return None
+    path = root / marker.read_text().strip()
+    return path if (path / "state.json").is_file() else None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint directory without unpickling anything but tensors."""
+    out: dict[str, Any] = {
+        "trainable": load_file(str(path / "trainable.safetensors")),
+        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
+        "rng": torch.load(path / "rng.pt", weights_only=True),
+        "state": json.loads((path / "state.json").read_text()),
+    }
+    if (path / "meta.pt").is_file():
+        out["meta"] = torch.load(path / "meta.pt", weights_only=True)
+    return out

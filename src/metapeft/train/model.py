@@ -1,0 +1,51 @@
+"""Build the model a run trains: backbone → classifier head → PEFT (the order matters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..backbones import create_backbone
+from ..config import RunConfig
+from ..peft import apply_peft
+from .heads import build_head
+
+
+def needs_double_backward(cfg: RunConfig) -> bool:
+    return cfg.meta.enabled and cfg.meta.hypergrad in ("unrolled", "neumann")
+
+
+def init_weights_path(init_from: str) -> Path:
+    """The merged weights exported by an earlier run (``RUN/export/merged.safetensors``)."""
+    p = Path(init_from)
+    candidate = p / "export" / "merged.safetensors" if p.is_dir() else p
+    if not candidate.is_file():
+        raise FileNotFoundError(f"model.init_from: no merged weights at {candidate} "
+                                f"(give a run directory that finished, or a .safetensors file)")
+    return candidate
+
+
+def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
+    """Backbone with the run's head and PEFT method; head weights are initialised later."""
+    m = cfg.model
+    pretrained = str(init_weights_path(m.init_from)) if m.init_from else m.pretrained
+    # Everything built here (random-init backbones, PEFT init, head) is a function of the seed, so
+    # `metapeft eval` rebuilds the exact frozen weights of a run that had no pretrained file.
+    torch.manual_seed(cfg.train.seed)
+    # Second-order hypergradients cannot go through fused SDPA on CPU.
+    model = create_backbone(m.name, pretrained, img_size=m.img_size, num_classes=num_classes,
+                            fused_attn=not needs_double_backward(cfg), **m.options)
+    model.head = build_head(m.head, model.num_features, num_classes, m.head_scale)
+    return apply_peft(model, cfg.peft)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-logit features of every batch (used for class-mean head init)."""
+    feats, labels = [], []
+    for x, y in batches:
+        feats.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(feats), torch.cat(labels)

@@ -1,0 +1,70 @@
+"""Data for a run: the dataset, the meta-validation source, and the batch iterators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from ..config import RunConfig
+from ..data import (
+    BatchAugment, BatchLoader, ClassBalancedSampler, ImageSet, LTDataset, load_dataset, seeded_generator,
+    stratified_holdout,
+)
+
+
+@dataclass
+class RunData:
+    ds: LTDataset
+    train: ImageSet           # what φ trains on (all of train, or train minus the hold-out)
+    meta_val: ImageSet | None  # where γ's validation batches come from
+    train_tf: BatchAugment
+    eval_tf: BatchAugment
+
+
+def load_run_dataset(cfg: RunConfig) -> LTDataset:
+    d = cfg.data
+    return load_dataset(d.name, d.root, imbalance_ratio=d.imbalance_ratio, seed=d.split_seed,
+                        test_fraction=d.test_fraction, group_thresholds=tuple(d.group_thresholds),
+                        max_per_class=d.max_per_class, image_size=d.image_size, **d.options)
+
+
+def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunData:
+    ds = ds if ds is not None else load_run_dataset(cfg)
+    train, meta_val = ds.train, None
+    if cfg.meta.enabled:
+        if cfg.meta.val_mode == "holdout":
+            keep, held = stratified_holdout(ds.train.labels, cfg.meta.holdout_ratio, seed=cfg.train.seed)
+            train, meta_val = ds.train.subset(keep), ds.train.subset(held)
+        else:
+            meta_val = ds.train
+    size = cfg.model.img_size
+    train_tf = BatchAugment(size, mean, std, train=cfg.data.augment, scale=tuple(cfg.data.crop_scale))
+    eval_tf = BatchAugment(size, mean, std, train=False)
+    return RunData(ds, train, meta_val, train_tf, eval_tf)
+
+
+def train_loader(data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:
+    micro = cfg.train.batch_size // cfg.train.grad_accum
+    return BatchLoader(data.train, micro, shuffle=True, drop_last=True, transform=data.train_tf,
+                       seed=cfg.train.seed, device=device)
+
+
+def eval_loader(images: ImageSet, data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:
+    return BatchLoader(images, cfg.train.eval_batch_size, shuffle=False, transform=data.eval_tf, device=device)
+
+
+def meta_val_batches(data: RunData, cfg: RunConfig, device: torch.device, epoch: int
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless class-balanced val batches; the stream is a pure function of (seed, epoch)."""
+    assert data.meta_val is not None
+    sampler = ClassBalancedSampler(data.meta_val.labels, cfg.meta.val_batch_size, seed=cfg.train.seed,
+                                   num_classes=data.ds.num_classes)
+    tf = data.train_tf if cfg.meta.val_augment else data.eval_tf
+    g_idx = seeded_generator(11, cfg.train.seed, epoch)
+    g_aug = seeded_generator(12, cfg.train.seed, epoch)
+    while True:
+        idx = sampler.sample(g_idx)
+        x = data.meta_val.images[idx].to(device)
+        yield tf(x, g_aug), data.meta_val.labels[idx].to(device)

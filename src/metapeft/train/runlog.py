@@ -1,0 +1,55 @@
+"""Run-directory logging: console lines, TensorBoard scalars, CSV histories."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class RunLog:
+    """Writes to ``RUN/tensorboard`` (optional), ``RUN/history.csv`` and the console.
+
+    stdout/stderr are never redirected: messages go to stderr, results to stdout.
+    """
+
+    def __init__(self, out_dir: Path, *, tensorboard: bool, quiet: bool = False) -> None:
+        self.out = out_dir
+        self.quiet = quiet
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def info(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                if v is not None:
+                    self.writer.add_scalar(k, v, step)
+
+    def append_csv(self, name: str, row: dict[str, Any]) -> None:
+        path = self.out / name
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def rewrite_csv(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Rewrite a CSV from state (used on resume so the file matches the checkpoint)."""
+        path = self.out / name
+        path.unlink(missing_ok=True)
+        for row in rows:
+            self.append_csv(name, row)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()

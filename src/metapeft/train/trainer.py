@@ -1,0 +1,279 @@
+"""The training run: inner loop on φ, outer loop on γ, checkpoints, final evaluation.
+
+Reads top to bottom: ``Trainer(cfg, out_dir).run()`` →
+set up (data, model, head init, optimizers) → resume if asked → epochs → evaluate → write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import RunConfig
+from ..eval import Metrics
+from ..meta import MetaLearner, gamma_report, prune_sites
+from ..peft import gamma_parameters, merge_peft, peft_parameters, trainable_summary
+from . import checkpoint as ckpt
+from .evaluate import evaluate
+from .heads import init_head_from_class_means
+from .losses import build_loss
+from .model import build_model, extract_features
+from .optim import build_optimizer, cosine_schedule
+from .pipeline import eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
+from .runlog import RunLog
+
+
+class RunDirError(RuntimeError):
+    """The output directory holds a run that --resume was not asked to continue."""
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    metrics: Metrics
+    gamma: dict[str, float]
+    wall_time_s: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.quiet = quiet
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare_out_dir(self) -> None:
+        has_run = (self.out / "checkpoints" / "latest").exists() or (self.out / "metrics.json").exists()
+        if has_run and not self.resume:
+            raise RunDirError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+
+    def run(self) -> RunResult:
+        cfg, t = self.cfg, self.cfg.train
+        self._prepare_out_dir()
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed)
+        device = resolve_device(t.device)
+        log = RunLog(self.out, tensorboard=t.tensorboard, quiet=self.quiet)
+        started = time.perf_counter()
+
+        ds = load_run_dataset(cfg)
+        log.info(ds.describe())
+        model = build_model(cfg, ds.num_classes).to(device)
+        pcfg = model.pretrained_cfg
+        data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
+        summary = trainable_summary(model)
+        log.info(str(summary))
+
+        loader = train_loader(data, cfg, device)
+        steps_per_epoch = len(loader) // t.grad_accum
+        if steps_per_epoch < 1:
+            raise ValueError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
+        phi_named = {n: p for n, p in model.named_parameters()
+                     if p.requires_grad and id(p) not in {id(g) for g in gamma_parameters(model)}}
+        phi = list(phi_named.values())
+        optimizer = build_optimizer(phi, t)
+        scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
+        counts = data.ds.train_class_counts
+        criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
+        meta = None
+        if cfg.meta.enabled:
+            outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
+            meta = MetaLearner(model, cfg.meta, outer, iter(()))
+        _gammas_trainable(model, False)  # γ only gets gradients inside meta steps
+
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
+        latest = ckpt.latest_checkpoint(self.out / "checkpoints") if self.resume else None
+        if latest is not None:
+            saved = ckpt.load_checkpoint(latest)
+            ckpt.load_trainable_state(model, saved["trainable"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            scheduler.load_state_dict(state["scheduler"])
+            if meta is not None and "meta" in saved:
+                meta.load_state_dict(saved["meta"])
+            torch.set_rng_state(saved["rng"]["torch"])
+            log.rewrite_csv("history.csv", state["history"])
+            log.info(f"resumed from {latest} (epoch {state['epoch']}, step {state['step']})")
+        elif cfg.model.head_init == "class_mean":
+            feats, labels = extract_features(model, eval_loader(data.train, data, cfg, device))
+            init_head_from_class_means(model.get_classifier(), feats, labels)
+
+        # ------------------------------------------------------------------ epochs
+        for epoch in range(state["epoch"], t.epochs):
+            seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
+            loader.set_epoch(epoch)
+            if meta is not None:
+                meta.val_batches = meta_val_batches(data, cfg, device, epoch)
+            model.train()
+            tick, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
+            bar = _progress(loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet)
+            for i, (x, y) in enumerate(bar):
+                last_micro = (i + 1) % t.grad_accum == 0
+                meta_now = meta is not None and last_micro and meta.is_due(state["step"] + 1)
+                lr = optimizer.param_groups[0]["lr"]
+                with _autocast(t.bf16, device):
+                    if meta_now and meta.needs_graph:
+                        _gammas_trainable(model, True)
+                    loss = criterion(model(x), y)
+                if not torch.isfinite(loss):
+                    state["skipped_steps"] += 1
+                    log.info(f"step {state['step']}: non-finite loss, step skipped")
+                    optimizer.zero_grad(set_to_none=True)
+                    _gammas_trainable(model, False)
+                    continue
+                if meta_now and meta.needs_graph:
+                    grads = torch.autograd.grad(loss, phi, create_graph=True, allow_unused=True)
+                    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, grads)]
+                    res = meta.step(phi_named, grads, lr)
+                    _accumulate(phi, [g.detach() / t.grad_accum for g in grads])
+                    del grads
+                else:
+                    (loss / t.grad_accum).backward()
+                    res = None
+                    if meta_now:
+                        _gammas_trainable(model, True)
+                        res = meta.step(phi_named, None, lr)
+                _gammas_trainable(model, False)
+                loss_sum, n_loss, seen = loss_sum + loss.item(), n_loss + 1, seen + len(y)
+                if res is not None:
+                    self._log_meta(log, meta, res, state["step"])
+                if not last_micro:
+                    continue
+                norm = torch.nn.utils.clip_grad_norm_(phi, t.clip_grad or float("inf"))
+                if not torch.isfinite(norm):
+                    state["skipped_steps"] += 1
+                    log.info(f"step {state['step']}: non-finite gradient, step skipped")
+                elif not _guarded_step(optimizer, phi):
+                    state["skipped_steps"] += 1
+                    log.info(f"step {state['step']}: update made weights non-finite, rolled back "
+                             f"(optimizer state reset)")
+                else:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                log.scalars(state["step"], {"train/loss": loss.item(), "train/lr": lr})
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{loss_sum / n_loss:.3f}", img_s=f"{seen / (time.perf_counter() - tick):.1f}")
+
+            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(n_loss, 1),
+                   "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": time.perf_counter() - tick,
+                   "images_per_s": seen / (time.perf_counter() - tick)}
+            if meta is not None:
+                g = meta.gamma_values()
+                row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
+            if t.eval_every and (epoch + 1) % t.eval_every == 0 and epoch + 1 < t.epochs:
+                m = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds)
+                row.update({k: m.to_dict()[k] for k in ("overall", "balanced", "many", "medium", "few")})
+                log.scalars(state["step"], {f"test/{k}": row[k] for k in ("overall", "balanced", "many", "medium", "few")})
+            state["history"].append(row)
+            log.append_csv("history.csv", row)
+            log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            state["epoch"] = epoch + 1
+            state["scheduler"] = scheduler.state_dict()
+            ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=model, optimizer=optimizer, state=state,
+                                 meta_optimizer_state=meta.state_dict() if meta else None, keep=t.keep_checkpoints)
+
+        # ------------------------------------------------------------------ results
+        report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
+        if report is not None and cfg.meta.prune and report.below_threshold:
+            log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
+        metrics = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds)
+        wall = time.perf_counter() - started
+        result = metrics.to_dict()
+        result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
+                         "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
+                         "meta_steps": meta.state.steps if meta else 0,
+                         "meta_skipped": meta.state.skipped if meta else 0}
+        ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
+        gamma = {}
+        if report is not None:
+            gamma = report.gamma
+            payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
+            ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
+        self._export(model)
+        log.scalars(state["step"], {f"test/{k}": result[k] for k in ("overall", "balanced", "many", "medium", "few")})
+        log.close()
+        return RunResult(self.out, metrics, gamma, wall)
+
+    # ------------------------------------------------------------------ helpers
+    def _log_meta(self, log: RunLog, meta: MetaLearner, res, step: int) -> None:
+        if res.skipped:
+            log.info(f"meta step {res.step}: skipped ({res.reason})")
+            return
+        values = {"meta/val_loss": res.val_loss, "meta/hypergrad_norm": res.grad_norm}
+        values.update({f"gamma/{s}": g for s, g in zip(meta.sites, meta.gamma_values())})
+        log.scalars(step, values)
+
+    def _export(self, model: nn.Module) -> None:
+        """PEFT-only state (+γ, head) and the merged model, both safetensors."""
+        export = self.out / "export"
+        ckpt.atomic_save_safetensors(ckpt.trainable_state(model), export / "peft.safetensors",
+                                     metadata={"peft_config": json.dumps(self.cfg.peft.to_dict())})
+        merged = merge_peft(copy.deepcopy(model))
+        ckpt.atomic_save_safetensors({k: v.detach().cpu() for k, v in merged.state_dict().items()},
+                                     export / "merged.safetensors")
+        ckpt.atomic_write_text(export / "peft_config.json", json.dumps(self.cfg.peft.to_dict(), indent=1))
+
+
+def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
+    """Step, and undo it if any weight became non-finite (the divergence of Fig. 1(d))."""
+    backup = [p.detach().clone() for p in params]
+    optimizer.step()
+    if all(torch.isfinite(p).all() for p in params):
+        return True
+    with torch.no_grad():
+        for p, b in zip(params, backup):
+            p.copy_(b)
+    optimizer.state.clear()
+    return False
+
+
+def _gammas_trainable(model: nn.Module, flag: bool) -> None:
+    for p in gamma_parameters(model):
+        p.requires_grad_(flag)
+
+
+def _accumulate(params: list[nn.Parameter], grads: list[torch.Tensor]) -> None:
+    for p, g in zip(params, grads):
+        p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def _autocast(enabled: bool, device: torch.device):
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _progress(loader, desc: str, enabled: bool):
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
