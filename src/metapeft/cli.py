@@ -36,12 +36,55 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
+SWEEP_EPILOG = """grid syntax (values parsed as YAML, like --set):
+  --grid peft.rank=1,2,4             commas separate values
+  --grid peft.blocks=[0],[1],[2,3]   commas inside [...] / {...} do not split
+  --grid "peft.positions=q,v;k;mlp1" with ';' only ';' splits (values q,v | k | mlp1);
+                                     a trailing ';' makes one list value: "peft.positions=q,v;"
+  --grid peft.scale=0.5,1,2          derived key: module scale alpha/r, written as peft.alpha
+presets: fig1c (position x block, --depth L), fig1d (position x scale 2^-4..2^7), rank_scale
+  (rank 1..16 x scale 2^-4..2^7); --grid on the same key replaces the preset's axis.
+each cell is a run directory DIR/cells/<slug>; results in DIR/results.csv and DIR/results.json.
+re-running the same command (or just `metapeft sweep --out DIR`) skips finished cells and resumes
+a half-finished one. --optuna N: TPE over positions x last:k blocks x scale, objective = balanced
+accuracy on a training-set hold-out (train.val_holdout), study in DIR/optuna.db, trials in
+DIR/optuna_trials.csv."""
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="grid sweep or Optuna search over run configs (resumable)",
+                       description="Run one training per grid cell (or Optuna trial) into --out.",
+                       epilog=SWEEP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", type=Path, help="base YAML config")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="fixed overrides for every cell")
+    p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="KEY=V1,V2",
+                   help="one grid axis per argument; the cells are their cartesian product")
+    p.add_argument("--preset", help="fig1c | fig1d | rank_scale (the paper's Fig. 1 grids)")
+    p.add_argument("--depth", type=int, default=12, help="backbone blocks for fig1c / --optuna (default 12)")
+    p.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2 (the last grid axis)")
+    p.add_argument("--optuna", type=int, metavar="N_TRIALS", help="Optuna TPE search instead of a grid")
+    p.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (--optuna)")
+    p.add_argument("--backend", choices=["local"], default="local", help="where cells run (local: in-process)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="sweep directory")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each run's log lines")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress lines")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="figures + report.md for a run or a sweep directory")
+    p.add_argument("path", type=Path, help="run directory, sweep directory or Optuna study directory")
+    p.add_argument("-o", "--out", type=Path, help="where report.md and the PNGs go (default PATH/report)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metapeft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
     sub.add_parser("info", help="versions, data root, bundled weights cache")
+    _add_sweep(sub)
+    _add_report(sub)
     return parser
 
 
@@ -76,6 +119,61 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import ConfigError
+    from .experiments.grid import SEED_KEY, merge_axes, parse_axis, seeds_axis
+    from .experiments.manifest import read_manifest
+    from .experiments.presets import build_preset
+
+    echo = (lambda msg: None) if args.quiet else None
+    new = bool(args.config or args.overrides or args.grid or args.preset or args.seeds)
+    old = None if new else read_manifest(args.out)
+    if args.optuna is not None or (old is not None and old["kind"] == "optuna"):
+        from .experiments.hpo import HpoSpec, fixed_overrides, run_hpo, trial_rows
+
+        if args.grid or args.preset or args.seeds:
+            raise ConfigError("--optuna searches its own space: drop --grid, --preset and --seeds")
+        spec = (HpoSpec.load(args.out, args.optuna) if old is not None else
+                HpoSpec.create(args.config, fixed_overrides() + args.overrides, args.optuna or 0, args.depth,
+                               args.sampler_seed))
+        study = run_hpo(spec, args.out, verbose=args.verbose, echo=echo)
+        rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
+        if rows:
+            best = max(rows, key=lambda r: r["value"])
+            print(f"best trial {best['number']}: {best['objective']}={best['value']:.4f}  "
+                  f"positions={best['positions']} blocks={best['blocks']} scale={best['scale']:.4g}  "
+                  f"({best['run_dir']})")
+        print(f"trials: {args.out / 'optuna_trials.csv'}  ({len(rows)} complete of {len(study.trials)})")
+        return 0
+    from .experiments.sweep import SweepSpec, run_sweep
+
+    if old is not None:
+        spec = SweepSpec.load(args.out)
+    else:
+        preset = build_preset(args.preset, args.depth) if args.preset else None
+        axes = merge_axes(preset.axes if preset else [], [parse_axis(g) for g in args.grid])
+        if args.seeds:
+            if any(a.key == SEED_KEY for a in axes):
+                raise ConfigError(f"give seeds either with --seeds or with --grid {SEED_KEY}=..., not both")
+            axes.append(seeds_axis(args.seeds))
+        if not axes:
+            raise ConfigError("nothing to sweep: give --grid, --preset, --seeds or --optuna "
+                              "(or only --out DIR to resume an existing sweep)")
+        spec = SweepSpec.create(args.config, (preset.overrides if preset else []) + args.overrides, axes, args.preset)
+    outcomes = run_sweep(spec, args.out, backend=args.backend, verbose=args.verbose, echo=echo)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    print(f"{len(outcomes)} cells: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
+    print(f"results: {args.out / 'results.csv'}  (figures: metapeft report {args.out})")
+    return 1 if counts["failed"] else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .experiments.report import write_report
+
+    print(f"report: {write_report(args.path, args.out)}")
+    return 0
+
+
 def cmd_info(_: argparse.Namespace) -> int:
     import timm
     import torch
@@ -99,7 +197,8 @@ def cmd_info(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}
+    handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "sweep": cmd_sweep,
+                "report": cmd_report}
     from .backbones import BackboneWeightsError, BundledWeightsError
     from .config import ConfigError
     from .data import DataError

@@ -120,12 +120,16 @@ class TrainConfig:
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (slow on CPUs without AMX)"})
     seed: int = field(default=0, metadata={"help": "seed of init, data order, augmentation, meta sampling"})
     eval_every: int = field(default=0, metadata={"help": "evaluate on test every N epochs (0: at the end)"})
+    val_holdout: float = field(default=0.0, metadata={
+        "help": "stratified share of train held out for model selection (HPO); reported as metrics.json 'val'"})
     eval_batch_size: int = field(default=128, metadata={"help": "images per evaluation batch"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
     tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
     keep_checkpoints: int = field(default=1, metadata={"help": "epoch checkpoints to keep"})
+    cache_prefix: bool = field(default=True, metadata={
+        "help": "cache the frozen blocks before the first trainable site (only when data.augment=false)"})
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -138,6 +142,8 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by grad_accum")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.val_holdout < 1.0:
+            raise ConfigError(f"train.val_holdout must be in [0, 1), got {self.val_holdout}")
         if self.keep_checkpoints < 1:
             raise ConfigError("train.keep_checkpoints must be >= 1")
 

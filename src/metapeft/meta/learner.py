@@ -35,8 +35,11 @@ class MetaState:
 class MetaLearner:
     """Owns γ's optimizer and computes hypergradients; φ stays with the main optimizer."""
 
-    def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable, val_batches: ValBatches) -> None:
+    def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable, val_batches: ValBatches,
+                 reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> None:
         self.model = model
+        # Averages hypergradients over data-parallel ranks (identity in one process).
+        self.reduce = reduce or (lambda grads: grads)
         self.cfg = cfg
         self.outer_loss = outer_loss
         self.val_batches = val_batches
@@ -73,6 +76,7 @@ class MetaLearner:
             res = hg.neumann(self.model, phi, self.gammas, train_grads, inner_lr, self.outer_loss, x_val, y_val,
                              terms=self.cfg.neumann_terms)
         self.state.steps += 1
+        res.grads = self.reduce([g.clone() for g in res.grads])
         norm = math.sqrt(sum(float(g.pow(2).sum()) for g in res.grads))
         result = MetaStepResult(self.state.steps, res.val_loss, norm)
         if not (math.isfinite(norm) and math.isfinite(res.val_loss)):

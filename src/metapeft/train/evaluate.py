@@ -20,6 +20,12 @@ def predict(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(logits), torch.cat(targets)
 
 
-def evaluate(model: nn.Module, batches, ds) -> Metrics:
-    logits, targets = predict(model, batches)
+def evaluate(model: nn.Module, batches, ds, env=None) -> Metrics:
+    """Metrics on ``batches``; under data parallelism each rank predicts its share, then all gather."""
+    if env is not None and env.enabled:
+        batches = (b for i, b in enumerate(batches) if i % env.world == env.rank)
+        logits, targets = predict(model, batches)
+        logits, targets = env.gather_cat(logits), env.gather_cat(targets)
+    else:
+        logits, targets = predict(model, batches)
     return compute_metrics(logits, targets, ds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -19,8 +19,10 @@ class RunData:
     ds: LTDataset
     train: ImageSet           # what φ trains on (all of train, or train minus the hold-out)
     meta_val: ImageSet | None  # where γ's validation batches come from
-    train_tf: BatchAugment
+    selection: ImageSet | None  # held out for model selection (train.val_holdout), never trained on
+    train_tf: Callable[..., torch.Tensor]   # (uint8 batch, generator) -> model input
     eval_tf: BatchAugment
+    val_tf: Callable[..., torch.Tensor]     # meta-validation batches (train_tf when meta.val_augment)
 
 
 def load_run_dataset(cfg: RunConfig) -> LTDataset:
@@ -32,17 +34,21 @@ def load_run_dataset(cfg: RunConfig) -> LTDataset:
 
 def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunData:
     ds = ds if ds is not None else load_run_dataset(cfg)
-    train, meta_val = ds.train, None
+    train, meta_val, selection = ds.train, None, None
+    if cfg.train.val_holdout > 0:
+        keep, held = stratified_holdout(train.labels, cfg.train.val_holdout, seed=cfg.train.seed + 7919)
+        train, selection = train.subset(keep), train.subset(held)
     if cfg.meta.enabled:
         if cfg.meta.val_mode == "holdout":
-            keep, held = stratified_holdout(ds.train.labels, cfg.meta.holdout_ratio, seed=cfg.train.seed)
-            train, meta_val = ds.train.subset(keep), ds.train.subset(held)
+            keep, held = stratified_holdout(train.labels, cfg.meta.holdout_ratio, seed=cfg.train.seed)
+            train, meta_val = train.subset(keep), train.subset(held)
         else:
-            meta_val = ds.train
+            meta_val = train
     size = cfg.model.img_size
     train_tf = BatchAugment(size, mean, std, train=cfg.data.augment, scale=tuple(cfg.data.crop_scale))
     eval_tf = BatchAugment(size, mean, std, train=False)
-    return RunData(ds, train, meta_val, train_tf, eval_tf)
+    val_tf = train_tf if cfg.meta.val_augment else eval_tf
+    return RunData(ds, train, meta_val, selection, train_tf, eval_tf, val_tf)
 
 
 def train_loader(data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:
@@ -61,7 +67,7 @@ def meta_val_batches(data: RunData, cfg: RunConfig, device: torch.device, epoch:
     assert data.meta_val is not None
     sampler = ClassBalancedSampler(data.meta_val.labels, cfg.meta.val_batch_size, seed=cfg.train.seed,
                                    num_classes=data.ds.num_classes)
-    tf = data.train_tf if cfg.meta.val_augment else data.eval_tf
+    tf = data.val_tf
     g_idx = seeded_generator(11, cfg.train.seed, epoch)
     g_aug = seeded_generator(12, cfg.train.seed, epoch)
     while True:

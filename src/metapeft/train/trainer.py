@@ -1,7 +1,8 @@
 """The training run: inner loop on φ, outer loop on γ, checkpoints, final evaluation.
 
-Reads top to bottom: ``Trainer(cfg, out_dir).run()`` →
-set up (data, model, head init, optimizers) → resume if asked → epochs → evaluate → write.
+Reads top to bottom: ``Trainer(cfg, out_dir).run()`` → set up (data, model, head init,
+optimizers) → resume if asked → epochs of ``_step`` → evaluate → write results.
+Single process by default; under ``torchrun`` it trains data-parallel (see ``distributed.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,19 @@ from torch import nn
 from ..config import RunConfig
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
-from ..peft import gamma_parameters, merge_peft, peft_parameters, trainable_summary
+from ..peft import gamma_parameters, merge_peft, trainable_summary
 from . import checkpoint as ckpt
+from .distributed import DistEnv
 from .evaluate import evaluate
 from .heads import init_head_from_class_means
 from .losses import build_loss
 from .model import build_model, extract_features
 from .optim import build_optimizer, cosine_schedule
 from .pipeline import eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
+from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
+
+SUMMARY_KEYS = ("overall", "balanced", "many", "medium", "few")
 
 
 class RunDirError(RuntimeError):
@@ -44,6 +49,14 @@ class RunResult:
     metrics: Metrics
     gamma: dict[str, float]
     wall_time_s: float
+
+
+@dataclass
+class EpochStats:
+    started: float = field(default_factory=time.perf_counter)
+    seen: int = 0
+    loss_sum: float = 0.0
+    losses: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -66,21 +79,35 @@ class Trainer:
         self.quiet = quiet
 
     # ------------------------------------------------------------------ set-up
-    def _prepare_out_dir(self) -> None:
+    def _prepare_out_dir(self, env: DistEnv) -> None:
         has_run = (self.out / "checkpoints" / "latest").exists() or (self.out / "metrics.json").exists()
         if has_run and not self.resume:
             raise RunDirError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+        if env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+        env.barrier()
 
     def run(self) -> RunResult:
         cfg, t = self.cfg, self.cfg.train
-        self._prepare_out_dir()
+        env, device_name = DistEnv.setup(t.device)
+        self.env = env
+        try:
+            return self._run(env, resolve_device(device_name))
+        finally:
+            env.close()
+
+    def _run(self, env: DistEnv, device: torch.device) -> RunResult:
+        cfg, t = self.cfg, self.cfg.train
+        for name, size in (("train.batch_size", t.batch_size // t.grad_accum), ("meta.val_batch_size",
+                                                                                  cfg.meta.val_batch_size)):
+            if size % env.world:
+                raise ValueError(f"{name} per step ({size}) must divide over {env.world} ranks")
+        self._prepare_out_dir(env)
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
-        device = resolve_device(t.device)
-        log = RunLog(self.out, tensorboard=t.tensorboard, quiet=self.quiet)
+        log = RunLog(self.out, tensorboard=t.tensorboard and env.is_main, quiet=self.quiet or not env.is_main)
         started = time.perf_counter()
 
         ds = load_run_dataset(cfg)
@@ -91,26 +118,41 @@ class Trainer:
         summary = trainable_summary(model)
         log.info(str(summary))
 
+        resuming = self.resume and ckpt.latest_checkpoint(self.out / "checkpoints") is not None
+        if not resuming and cfg.model.head_init == "class_mean":
+            feats, labels = extract_features(model, eval_loader(data.train, data, cfg, device))
+            init_head_from_class_means(model.get_classifier(), feats, labels)
+        # `net` is what a training step calls: the model, or only its trainable suffix on cached tokens.
+        net: nn.Module = model
+        start = cacheable_prefix(model, cfg)
+        if start:
+            data = cache_prefix(data, model, start, device)
+            net = SuffixModel(model, start)
+            log.info(f"frozen prefix cached: blocks 0..{start - 1} run once per image, not every step")
+
         loader = train_loader(data, cfg, device)
         steps_per_epoch = len(loader) // t.grad_accum
         if steps_per_epoch < 1:
             raise ValueError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
-        phi_named = {n: p for n, p in model.named_parameters()
-                     if p.requires_grad and id(p) not in {id(g) for g in gamma_parameters(model)}}
-        phi = list(phi_named.values())
-        optimizer = build_optimizer(phi, t)
+        gammas = gamma_parameters(model)
+        gamma_ids = {id(g) for g in gammas}
+        self.phi_named = {n: p for n, p in net.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
+        self.phi = list(self.phi_named.values())
+        self.gammas = gammas
+        self.net = net
+        optimizer = build_optimizer(self.phi, t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
         counts = data.ds.train_class_counts
-        criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
+        self.criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
         meta = None
         if cfg.meta.enabled:
             outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
-            meta = MetaLearner(model, cfg.meta, outer, iter(()))
-        _gammas_trainable(model, False)  # γ only gets gradients inside meta steps
+            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_)
+        self._gammas_trainable(False)  # γ only gets gradients inside meta steps
 
         state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
-        latest = ckpt.latest_checkpoint(self.out / "checkpoints") if self.resume else None
-        if latest is not None:
+        if resuming:
+            latest = ckpt.latest_checkpoint(self.out / "checkpoints")
             saved = ckpt.load_checkpoint(latest)
             ckpt.load_trainable_state(model, saved["trainable"])
             optimizer.load_state_dict(saved["optimizer"])
@@ -119,110 +161,132 @@ class Trainer:
             if meta is not None and "meta" in saved:
                 meta.load_state_dict(saved["meta"])
             torch.set_rng_state(saved["rng"]["torch"])
-            log.rewrite_csv("history.csv", state["history"])
+            if env.is_main:
+                log.rewrite_csv("history.csv", state["history"])
             log.info(f"resumed from {latest} (epoch {state['epoch']}, step {state['step']})")
-        elif cfg.model.head_init == "class_mean":
-            feats, labels = extract_features(model, eval_loader(data.train, data, cfg, device))
-            init_head_from_class_means(model.get_classifier(), feats, labels)
 
         # ------------------------------------------------------------------ epochs
         for epoch in range(state["epoch"], t.epochs):
             seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
             loader.set_epoch(epoch)
             if meta is not None:
-                meta.val_batches = meta_val_batches(data, cfg, device, epoch)
-            model.train()
-            tick, seen, loss_sum, n_loss = time.perf_counter(), 0, 0.0, 0
-            bar = _progress(loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet)
+                meta.val_batches = ((env.shard(x), env.shard(y))
+                                    for x, y in meta_val_batches(data, cfg, device, epoch))
+            net.train()
+            stats = EpochStats()
+            bar = _progress(loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet and env.is_main)
             for i, (x, y) in enumerate(bar):
-                last_micro = (i + 1) % t.grad_accum == 0
-                meta_now = meta is not None and last_micro and meta.is_due(state["step"] + 1)
-                lr = optimizer.param_groups[0]["lr"]
-                with _autocast(t.bf16, device):
-                    if meta_now and meta.needs_graph:
-                        _gammas_trainable(model, True)
-                    loss = criterion(model(x), y)
-                if not torch.isfinite(loss):
-                    state["skipped_steps"] += 1
-                    log.info(f"step {state['step']}: non-finite loss, step skipped")
-                    optimizer.zero_grad(set_to_none=True)
-                    _gammas_trainable(model, False)
-                    continue
-                if meta_now and meta.needs_graph:
-                    grads = torch.autograd.grad(loss, phi, create_graph=True, allow_unused=True)
-                    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, grads)]
-                    res = meta.step(phi_named, grads, lr)
-                    _accumulate(phi, [g.detach() / t.grad_accum for g in grads])
-                    del grads
-                else:
-                    (loss / t.grad_accum).backward()
-                    res = None
-                    if meta_now:
-                        _gammas_trainable(model, True)
-                        res = meta.step(phi_named, None, lr)
-                _gammas_trainable(model, False)
-                loss_sum, n_loss, seen = loss_sum + loss.item(), n_loss + 1, seen + len(y)
-                if res is not None:
-                    self._log_meta(log, meta, res, state["step"])
-                if not last_micro:
-                    continue
-                norm = torch.nn.utils.clip_grad_norm_(phi, t.clip_grad or float("inf"))
-                if not torch.isfinite(norm):
-                    state["skipped_steps"] += 1
-                    log.info(f"step {state['step']}: non-finite gradient, step skipped")
-                elif not _guarded_step(optimizer, phi):
-                    state["skipped_steps"] += 1
-                    log.info(f"step {state['step']}: update made weights non-finite, rolled back "
-                             f"(optimizer state reset)")
-                else:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                state["step"] += 1
-                log.scalars(state["step"], {"train/loss": loss.item(), "train/lr": lr})
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{loss_sum / n_loss:.3f}", img_s=f"{seen / (time.perf_counter() - tick):.1f}")
+                self._micro_step(i, env.shard(x), env.shard(y), optimizer, scheduler, meta, state, stats, log)
+                if hasattr(bar, "set_postfix") and stats.losses:
+                    bar.set_postfix(loss=f"{stats.loss_sum / stats.losses:.3f}",
+                                    img_s=f"{stats.seen / (time.perf_counter() - stats.started):.1f}")
 
-            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": loss_sum / max(n_loss, 1),
-                   "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": time.perf_counter() - tick,
-                   "images_per_s": seen / (time.perf_counter() - tick)}
+            elapsed = time.perf_counter() - stats.started
+            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": stats.loss_sum / max(stats.losses, 1),
+                   "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed,
+                   "images_per_s": stats.seen / elapsed}
             if meta is not None:
                 g = meta.gamma_values()
                 row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
             if t.eval_every and (epoch + 1) % t.eval_every == 0 and epoch + 1 < t.epochs:
-                m = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds)
-                row.update({k: m.to_dict()[k] for k in ("overall", "balanced", "many", "medium", "few")})
-                log.scalars(state["step"], {f"test/{k}": row[k] for k in ("overall", "balanced", "many", "medium", "few")})
+                m = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds, env).to_dict()
+                row.update({k: m[k] for k in SUMMARY_KEYS})
+                log.scalars(state["step"], {f"test/{k}": m[k] for k in SUMMARY_KEYS})
             state["history"].append(row)
-            log.append_csv("history.csv", row)
-            log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
             state["epoch"] = epoch + 1
             state["scheduler"] = scheduler.state_dict()
-            ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=model, optimizer=optimizer, state=state,
-                                 meta_optimizer_state=meta.state_dict() if meta else None, keep=t.keep_checkpoints)
+            if env.is_main:
+                log.append_csv("history.csv", row)
+                ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=model, optimizer=optimizer,
+                                     state=state, meta_optimizer_state=meta.state_dict() if meta else None,
+                                     keep=t.keep_checkpoints)
+            log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            env.barrier()
 
         # ------------------------------------------------------------------ results
         report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
             log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
-        metrics = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds)
-        wall = time.perf_counter() - started
+        metrics = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds, env)
         result = metrics.to_dict()
+        if data.selection is not None:  # model-selection split: HPO objectives read this, never test
+            val = evaluate(model, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
+            result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
+        wall = time.perf_counter() - started
         result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
                          "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
                          "meta_steps": meta.state.steps if meta else 0,
-                         "meta_skipped": meta.state.skipped if meta else 0}
-        ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
-        gamma = {}
-        if report is not None:
-            gamma = report.gamma
-            payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
-            ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
-        self._export(model)
-        log.scalars(state["step"], {f"test/{k}": result[k] for k in ("overall", "balanced", "many", "medium", "few")})
+                         "meta_skipped": meta.state.skipped if meta else 0,
+                         "world_size": env.world, "prefix_cached_blocks": start}
+        gamma = report.gamma if report is not None else {}
+        if env.is_main:
+            ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
+            if report is not None:
+                payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
+                ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
+            self._export(model)
+            log.scalars(state["step"], {f"test/{k}": result[k] for k in SUMMARY_KEYS})
         log.close()
+        env.barrier()
         return RunResult(self.out, metrics, gamma, wall)
 
+    # ------------------------------------------------------------------ one micro-batch
+    def _micro_step(self, i: int, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler, meta, state, stats,
+                    log: RunLog) -> None:
+        """Forward/backward one micro-batch; on the last of a step, (meta step and) optimizer step."""
+        t, env, phi = self.cfg.train, self.env, self.phi
+        last_micro = (i + 1) % t.grad_accum == 0
+        meta_now = meta is not None and last_micro and meta.is_due(state["step"] + 1)
+        second_order = meta_now and meta.needs_graph
+        lr = optimizer.param_groups[0]["lr"]
+        self._gammas_trainable(second_order)  # the lookahead's graph must reach γ
+        with _autocast(t.bf16, x.device):
+            loss = self.criterion(self.net(x), y)
+        loss_value = env.mean_scalar(loss.item())  # every rank takes the same skip decision
+        if not math.isfinite(loss_value):
+            state["skipped_steps"] += 1
+            log.info(f"step {state['step']}: non-finite loss, step skipped")
+            optimizer.zero_grad(set_to_none=True)
+            self._gammas_trainable(False)
+            return
+        res = None
+        if second_order:
+            grads = torch.autograd.grad(loss, phi, create_graph=True, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, grads)]
+            res = meta.step(self.phi_named, grads, lr)
+            _accumulate(phi, [g.detach() / t.grad_accum for g in grads])
+            del grads
+        else:
+            (loss / t.grad_accum).backward()
+            if meta_now:
+                self._gammas_trainable(True)
+                res = meta.step(self.phi_named, None, lr)
+        self._gammas_trainable(False)
+        stats.loss_sum, stats.losses, stats.seen = stats.loss_sum + loss_value, stats.losses + 1, \
+            stats.seen + len(y) * env.world
+        if res is not None:
+            self._log_meta(log, meta, res, state["step"])
+        if not last_micro:
+            return
+        env.mean_([p.grad for p in phi if p.grad is not None])
+        norm = torch.nn.utils.clip_grad_norm_(phi, t.clip_grad or float("inf"))
+        if not torch.isfinite(norm):
+            state["skipped_steps"] += 1
+            log.info(f"step {state['step']}: non-finite gradient, step skipped")
+        elif not _guarded_step(optimizer, phi):
+            state["skipped_steps"] += 1
+            log.info(f"step {state['step']}: update made weights non-finite, rolled back (optimizer state reset)")
+        else:
+            scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        log.scalars(state["step"], {"train/loss": loss_value, "train/lr": lr})
+
     # ------------------------------------------------------------------ helpers
+    def _gammas_trainable(self, flag: bool) -> None:
+        for p in self.gammas:
+            p.requires_grad_(flag)
+
     def _log_meta(self, log: RunLog, meta: MetaLearner, res, step: int) -> None:
         if res.skipped:
             log.info(f"meta step {res.step}: skipped ({res.reason})")
@@ -253,11 +317,6 @@ def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) 
             p.copy_(b)
     optimizer.state.clear()
     return False
-
-
-def _gammas_trainable(model: nn.Module, flag: bool) -> None:
-    for p in gamma_parameters(model):
-        p.requires_grad_(flag)
 
 
 def _accumulate(params: list[nn.Parameter], grads: list[torch.Tensor]) -> None:
