@@ -44,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     base = ["data.name=aid", "data.imbalance_ratio=50", "data.test_fraction=0.05", "model.img_size=56",
             "peft.method=lora", "peft.rank=4", f"train.epochs={args.epochs}", "train.batch_size=32",
-            "train.progress=false", "train.tensorboard=false", "meta.lr=0.05", *args.overrides]
+            "train.progress=false", "train.tensorboard=false", "meta.lr=0.25", *args.overrides]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         plain = run_one(base, [], Path(tmp) / "plain")

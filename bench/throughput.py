@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/throughput.py                       # bundled ViT-S/14, 56 and 112 px, batch 32
     .venv/bin/python bench/throughput.py --iters 5 --warmup 1  # quick check
-    .venv/bin/python bench/throughput.py --profile --prototype # + torch.profiler top ops, + fused-LoRA prototype
+    .venv/bin/python bench/throughput.py --profile --layers    # + torch.profiler top ops, + per-layer timing
     .venv/bin/python bench/throughput.py --model vit_tiny_patch16_224 --sizes 64 128   # any timm ViT, random init
 
 Training: one step = forward + cross-entropy + backward + SGD(lr 0.01, momentum 0.9) step + zero_grad, on
@@ -15,6 +15,10 @@ Peak memory: each training variant is re-run alone in a fresh child process (`--
 model, resets the kernel's peak-RSS mark (`/proc/self/clear_refs` = 5), runs `--mem-steps` training
 steps and reports VmHWM − VmRSS-at-reset, i.e. the peak resident-memory growth of training (activations,
 gradients, optimizer state, allocator slack) over the built model. Children run one after another.
+
+Per layer (`--layers`): forward + backward of one wrapped layer (block 0's qkv and fc1) at the real
+activation shape, ours vs each peft variant, interleaved: the LoRA wrapper's own cost without the rest of
+the ViT, far less noisy than whole steps.
 
 Inference: images/s under `torch.inference_mode()` of the LoRA model after `mp.merge_peft` (wrappers
 unloaded) vs the bare backbone, interleaved the same way.
@@ -36,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,7 +49,6 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 import metapeft as mp  # noqa: E402
-from metapeft.peft.lora import LoraLinear  # noqa: E402
 
 BUNDLED = "vit_small_patch14_dinov2"
 MiB = 1024 * 1024
@@ -90,87 +92,6 @@ def build_peft(bare: nn.Module, rank: int, qkv_rank: int) -> nn.Module:
         owner = name.rsplit(".", 1)[0]
         p.requires_grad_("lora_" in name or owner in heads)
     return model
-
-
-# ------------------------------------------------------------------ prototype: fused LoRA forward (no package edit)
-def _effective_B(branch) -> torch.Tensor:
-    """``α·γ·B`` — the scale and γ folded into B's rows (O(out·r) work instead of O(tokens·out))."""
-    w = branch.lora_B.weight
-    gamma = branch.gamma
-    if gamma is None:
-        return w * branch.scale
-    g = gamma.value() * branch.scale
-    return w * (g if g.dim() == 0 else g[:, None])
-
-
-def fused_lora_forward(self: LoraLinear, x: torch.Tensor) -> torch.Tensor:
-    """Proposed `LoraLinear.forward`: same maths, same parameters (γ included), fewer and bigger kernels.
-
-    * the branches' A matrices are concatenated → ONE ``x @ [A_q; A_k; A_v]ᵀ`` ([tokens, 3r]);
-    * α·γ goes into B (tiny) instead of two full-size multiplies of each branch's output;
-    * the B's form one block-diagonal ``[out, Σr]`` matrix, and ``torch.addmm`` adds ``h @ B_blkᵀ`` to the
-      base output in the GEMM itself: no per-branch delta tensor, no in-place slice add (whose backward,
-      CopySlices, clones the full qkv gradient once per branch).
-    Falls back to the current forward when per-branch dropout is active in training (independent masks).
-    """
-    y = self.base_layer(x)
-    if self.merged:
-        return y
-    items = list(self.lora.items())
-    if self.training and any(not isinstance(b.dropout, nn.Identity) for _, b in items):
-        return LoraLinear.forward(self, x)
-    out = self.out_features
-    As = [b.lora_A.weight for _, b in items]
-    A = As[0] if len(As) == 1 else torch.cat(As, 0)
-    Bs = [_effective_B(b) for _, b in items]
-    spans = [self.slices[n] for n, _ in items]
-    ordered = sorted(range(len(items)), key=lambda i: spans[i][0])
-    contiguous = spans[ordered[0]][0] == 0 and spans[ordered[-1]][1] == out and all(
-        spans[ordered[i]][1] == spans[ordered[i + 1]][0] for i in range(len(ordered) - 1))
-    if len(Bs) == 1 and spans[0] == (0, out):
-        B = Bs[0]
-    elif contiguous and ordered == list(range(len(items))):
-        B = torch.block_diag(*Bs)
-    else:  # slices with gaps (e.g. q and v only) or out of order: zero rows where no branch sits
-        B = A.new_zeros(out, A.shape[0])
-        r0 = 0
-        for (s, e), b in zip(spans, Bs):
-            B[s:e, r0:r0 + b.shape[1]] = b
-            r0 += b.shape[1]
-    h = F.linear(x, A)
-    return torch.addmm(y.reshape(-1, out), h.reshape(-1, h.shape[-1]), B.t()).view(y.shape)
-
-
-def patch_fused(model: nn.Module) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, LoraLinear):
-            m.forward = types.MethodType(fused_lora_forward, m)
-    return model
-
-
-def check_prototype(bare: nn.Module, rank: int, size: int) -> tuple[float, float]:
-    """Max |Δ| of outputs and of all gradients (PEFT + γ) between the current forward and the prototype,
-    with random B, random γ (so every term is exercised), float64."""
-    torch.manual_seed(2)
-    ref = mp.apply_peft(copy.deepcopy(bare).double(), mp.PeftConfig(method="lora", rank=rank))
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, LoraLinear):
-                for b in m.lora.values():
-                    b.lora_B.weight.normal_(0, 0.05)
-                    b.gamma.gamma.uniform_(0.2, 1.8)
-    new = patch_fused(copy.deepcopy(ref))
-    x = torch.randn(2, 3, size, size, dtype=torch.float64)
-    outs, grads = [], []
-    for m in (ref, new):
-        params = [p for p in m.parameters() if p.requires_grad]
-        o = m(x)
-        g = torch.autograd.grad(o.square().sum(), params)
-        outs.append(o)
-        grads.append(g)
-    dout = (outs[0] - outs[1]).abs().max().item()
-    dgrad = max((a - b).abs().max().item() for a, b in zip(*grads))
-    return dout, dgrad
 
 
 # ---------------------------------------------------------------------------------------- params
@@ -243,6 +164,11 @@ def child_main(args) -> None:
     y = torch.randint(0, args.num_classes, (args.batch,))
     t = Trainee(args.child, model, x, y)
     gc.collect()
+    try:  # hand the freed backbone copy back to the OS, so that training cannot reuse it unseen
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -255,7 +181,17 @@ def child_main(args) -> None:
         t.step()
     hwm_kb = _status_kb("VmHWM") if method.startswith("VmHWM") else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"variant": args.child, "base_kb": base_kb, "peak_kb": hwm_kb, "method": method}))
+    # Bytes the autograd graph keeps for backward (distinct storages): the allocator-independent part.
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        st = tensor.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return tensor
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        F.cross_entropy(t.model(x), y)
+    print(json.dumps({"variant": args.child, "base_kb": base_kb, "peak_kb": hwm_kb, "method": method,
+                      "saved_bytes": sum(storages.values())}))
 
 
 def measure_memory(name: str, size: int, args) -> dict | None:
@@ -285,8 +221,6 @@ def peft_qkv_ranks(rank: int) -> dict[str, int]:
 def variant_model(name: str, bare: nn.Module, args) -> nn.Module:
     if name == "ours":
         return build_ours(bare, args.rank)
-    if name == "ours-fused":
-        return patch_fused(build_ours(bare, args.rank))
     ranks = peft_qkv_ranks(args.rank)
     if name in ranks:
         return build_peft(bare, args.rank, ranks[name])
@@ -313,8 +247,8 @@ def fairness_note(rank: int, dim: int) -> str:
 
 # ---------------------------------------------------------------------------------------- layer micro-benchmark
 def layer_bench(trainees: list, batch: int, tokens: int, warmup: int, iters: int) -> list[dict]:
-    """Forward + backward of ONE wrapped layer (block 0's qkv and fc1) at the real activation shape:
-    isolates the LoRA wrapper's cost from the rest of the ViT (far less noisy than whole steps)."""
+    """Median ms of forward + backward of ONE wrapped layer (block 0's qkv and fc1) of each trainee, at the
+    real activation shape [batch, tokens, D], interleaved; ratio = this ÷ ours (time)."""
     rows = []
     for path in ("attn.qkv", "mlp.fc1"):
         layers = {t.name: t.model.blocks[0].get_submodule(path) for t in trainees}
@@ -351,12 +285,12 @@ def profile_steps(trainees: list[Trainee], steps: int, rows: int) -> None:
         events = prof.key_averages()
         n_ops = sum(e.count for e in events if e.key.startswith("aten::"))
         total = sum(e.self_cpu_time_total for e in events) / 1000 / steps
-        cs = [e for e in events if "CopySlices" in e.key]
+        cs = [e for e in events if e.key == "torch::autograd::CopySlices"]  # not the evaluate_function wrapper
         cs_ms = sum(e.cpu_time_total for e in cs) / 1000 / steps
         cs_n = sum(e.count for e in cs) / steps
         print(f"\n#### profile: {t.name} — {steps} train steps, {n_ops / steps:.0f} aten op calls/step, "
               f"self CPU {total:.1f} ms/step; autograd CopySlices (backward of in-place slice writes): "
-              f"{cs_n:.0f} calls, {cs_ms:.1f} ms/step\n")
+              f"{cs_n:.0f} calls, {cs_ms:.1f} ms/step (each clones the whole qkv output gradient)\n")
         print("```")
         print(events.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=38))
         print("```")
@@ -403,9 +337,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="torch.profiler top ops of each train variant")
     ap.add_argument("--profile-steps", type=int, default=3)
     ap.add_argument("--profile-rows", type=int, default=15)
-    ap.add_argument("--prototype", action="store_true",
-                    help="also time `ours-fused`: a proposed LoraLinear.forward (fused A, α·γ in B, addmm)")
-    ap.add_argument("--layer-iters", type=int, default=40, help="timed rounds of the --prototype layer benchmark")
+    ap.add_argument("--layers", action="store_true",
+                    help="also time forward + backward of single wrapped layers (block 0 qkv, fc1), ours vs peft")
+    ap.add_argument("--layer-iters", type=int, default=40, help="timed rounds of the --layers benchmark")
     ap.add_argument("--profile-size", type=int, default=None, help="image size to profile at (default: largest)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -428,17 +362,13 @@ def main() -> None:
         bare = build_bare(args, size)
         if si == 0:
             print("\n" + fairness_note(args.rank, bare.embed_dim))
-            if args.prototype:
-                dout, dgrad = check_prototype(bare, args.rank, size)
-                print(f"\nPrototype check (float64, random B and γ): max |Δ output| {dout:.2e}, "
-                      f"max |Δ grad| (LoRA, head, γ) {dgrad:.2e}")
         torch.manual_seed(3)
         x = torch.randn(args.batch, 3, size, size)
         y = torch.randint(0, args.num_classes, (args.batch,))
-        names = ["ours"] + (["ours-fused"] if args.prototype else []) + list(peft_qkv_ranks(args.rank))
+        names = ["ours", *peft_qkv_ranks(args.rank)]
         trainees = [Trainee(n, variant_model(n, bare, args), x, y) for n in names]
         tokens = bare.patch_embed.num_patches + bare.num_prefix_tokens
-        if args.prototype:
+        if args.layers:
             print(f"### {size} px, layer benchmark …", file=sys.stderr, flush=True)
             for r in layer_bench(trainees, args.batch, tokens, args.warmup, args.layer_iters):
                 layer_rows.append({"size": size, **r})
@@ -457,6 +387,7 @@ def main() -> None:
                 "qkv": qkv_lora_params(m), "trainable": sum(p.numel() for p in trainable(m)),
                 **stats[t.name], "ratio": stats["ours"]["ips"] / stats[t.name]["ips"],
                 "mem": None if mm is None else (mm["peak_kb"] - mm["base_kb"]) * 1024 / MiB,
+                "saved": None if mm is None else mm["saved_bytes"] / MiB,
             })
             if mm is not None:
                 notes.append(mm["method"])
@@ -485,18 +416,28 @@ def main() -> None:
 
     print("\n### Training step (forward + backward + SGD step)\n")
     print("| px | variant | LoRA params (qkv / block) | trainable incl. head | images/s [IQR] | ms/step "
-          "| ours ÷ this (×) | peak RSS Δ MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| ours ÷ this (×) | peak RSS Δ MiB | saved for backward MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in train_rows:
-        mem = "n/a" if r["mem"] is None else f"{r['mem']:.0f}"
+        mem = "n/a | n/a" if r["mem"] is None else f"{r['mem']:.0f} | {r['saved']:.0f}"
         print(f"| {r['size']} | {r['variant']} | {r['lora']:,} ({r['qkv']:,}) | {r['trainable']:,} "
-              f"| {r['ips']:.1f} [{r['ips_lo']:.1f}–{r['ips_hi']:.1f}] | {r['med_ms']:.0f} | {r['ratio']:.2f} | {mem} |")
-    print("\nTarget: ours ≥ 1.0× peft on training (ratio column = ours images/s ÷ that variant's; > 1 = ours faster). "
-          "Peak RSS Δ: " + (sorted(set(notes))[0] if notes else "not measured") +
-          f", {args.mem_steps} steps in a fresh process per variant.")
+              f"| {r['ips']:.1f} [{r['ips_lo']:.1f}–{r['ips_hi']:.1f}] | {r['med_ms']:.0f} | {r['ratio']:.2f} "
+              f"| {mem} |")
+    print("\nTarget: ours ≥ 1.0× peft on training (ratio column = ours images/s ÷ that variant's; > 1 = ours "
+          "faster).")
+    peft_names = list(peft_qkv_ranks(args.rank))
+    fair = peft_names[1] if len(peft_names) > 2 else peft_names[0]
+    for size in args.sizes:
+        by = {r["variant"]: r for r in train_rows if r["size"] == size}
+        print(f"- {size} px: ours ÷ {fair} (equal params) = {by[fair]['ratio']:.2f}×, "
+              f"ours ÷ {peft_names[0]} (same r) = {by[peft_names[0]]['ratio']:.2f}×")
+    print("\nPeak RSS Δ: " + (sorted(set(notes))[0] if notes else "not measured (--no-memory or child failed)") +
+          f", {args.mem_steps} steps in a fresh process per variant (includes transient tensors and "
+          "allocator slack, what the OS sees). Saved for backward: bytes of the distinct storages autograd "
+          "keeps after one forward (saved_tensors_hooks), independent of the allocator.")
 
     if layer_rows:
-        print("\n### One wrapped layer, forward + backward (block 0, activation [batch, tokens, D]; --prototype)\n")
+        print("\n### One wrapped layer, forward + backward (block 0, activation [batch, tokens, D]; --layers)\n")
         print("| px | layer | variant | ms (median) | this ÷ ours (time) |")
         print("|---|---|---|---|---|")
         for r in layer_rows:

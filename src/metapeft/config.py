@@ -79,9 +79,10 @@ class MetaConfig:
     holdout_ratio: float = field(default=0.2, metadata={"help": "stratified hold-out share (val_mode=holdout)"})
     val_batch_size: int = field(default=32, metadata={"help": "images per meta-validation batch"})
     val_augment: bool = field(default=True, metadata={"help": "augment meta-validation batches like training"})
-    interval: int = field(default=5, metadata={"help": "one meta step every N inner steps"})
+    interval: int = field(default=10, metadata={"help": "one meta step every N inner steps (cost ~1/N)"})
     optimizer: str = field(default="adam", metadata={"help": "adam | sgd (for γ)"})
-    lr: float = field(default=0.01, metadata={"help": "meta learning rate"})
+    lr: float = field(default=0.25, metadata={"help": "meta learning rate (scale with interval: Adam moves γ "
+                                                        "~lr per meta step)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (optimizer=sgd)"})
     weight_decay: float = field(default=0.0, metadata={"help": "weight decay on γ (pulls γ to 0)"})
     outer_loss: str = field(default="balanced_ce", metadata={"help": "balanced_ce | ce | la"})
@@ -270,7 +271,7 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             return value
         if origin is list and isinstance(value, (list, tuple)):
             return list(value)
-        if origin is list and isinstance(value, str) and "," in value:  # "q,v" from the command line
+        if origin is list and isinstance(value, str):  # "q,v" or "q" from the command line
             return [v.strip() for v in value.split(",") if v.strip()]
         if origin is dict and isinstance(value, dict):
             return value

@@ -71,6 +71,7 @@ def test_cell_config_values_and_derived_scale():
     cfg = build_cell_config(base, {"peft.method": "adapter", "peft.scale": "0.5"})
     assert cfg.peft.scale == 0.5                                     # Adapter: alpha is the scale
     assert base["peft"]["alpha"] is None, "the base dict must not be modified"
+    assert build_cell_config(base, {"data.group_thresholds": "[50,10]"}).data.group_thresholds == [50, 10]
 
 
 @pytest.mark.parametrize("cell,needle", [

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -55,7 +56,8 @@ def _wrap_scalar_list(data: dict[str, Any], key: str) -> None:
     if cls is None or "." in name or name not in {f.name for f in fields(cls)}:
         return
     hint = get_type_hints(cls)[name]
-    is_list = any((get_origin(t) or t) is list for t in (get_args(hint) or (hint,)))
+    options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
+    is_list = any((get_origin(t) or t) is list for t in options)
     value = data[section][name]
     if is_list and isinstance(value, (str, int, float)) and not isinstance(value, bool) and "," not in str(value):
         data[section][name] = [value]

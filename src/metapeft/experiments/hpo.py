@@ -139,7 +139,12 @@ def run_hpo(spec: HpoSpec, out: Path, *, verbose: bool = False, echo: Callable[[
         trial.set_user_attr("run_dir", str(run_dir.relative_to(out)))
         trial.set_user_attr("alpha", cfg.peft.alpha)
         if not (run_dir / "metrics.json").is_file():
-            local_backend(cfg, run_dir, not verbose)
+            try:
+                local_backend(cfg, run_dir, not verbose)
+            except Exception as e:  # recorded in the trials table; Optuna marks the trial failed and goes on
+                trial.set_user_attr("note", f"{type(e).__name__}: {e}"[:300])
+                say(f"trial {trial.number}: FAILED ({type(e).__name__}: {e})")
+                raise
         metrics = json.loads((run_dir / "metrics.json").read_text())
         value, source = objective_value(metrics)
         run = metrics.get("run", {})

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .aggregate import Row, finished, fmt_pm, group, log2_scale, md_table, mean_std, pivot
 from .cellconfig import SCALE_KEY
 from .grid import SEED_KEY, cell_slug
@@ -56,16 +58,16 @@ def _position_block(grid: dict[str, list[str]], rows: list[Row], fig_dir: Path) 
     for suffix, title, rs in _facets(grid, rows, {POS, BLK}):
         if title:
             lines += ["", f"### {title}"]
-        for metric in GROUP_METRICS:
-            values = pivot(rs, lambda r: r[POS], lambda r: r[BLK], positions, blocks, metric)
+        maps = {m: pivot(rs, lambda r: r[POS], lambda r: r[BLK], positions, blocks, m) for m in GROUP_METRICS}
+        for metric, values in maps.items():
             name = f"fig1c_{metric}{suffix}.png"
             heatmap(values, positions, block_labels, fig_dir / name, title=f"{metric} accuracy (%) {title}".strip(),
                     xlabel="block", ylabel="position", cbar_label="%")
             lines += ["", _img(name, f"{metric} accuracy, position × block")]
-        best = _best(rs, "overall")
-        if best:
-            lines += ["", f"Best single site (overall): position {best[POS]}, block {best[BLK]} "
-                          f"({fmt_pm([best['overall']])} %)."]
+        if np.isfinite(maps["overall"]).any():
+            i, j = np.unravel_index(np.nanargmax(maps["overall"]), maps["overall"].shape)
+            lines += ["", f"Best single site (overall, mean over seeds): position {positions[i]}, block "
+                          f"{block_labels[j]} ({maps['overall'][i, j]:.1f} %)."]
     return "\n".join(lines)
 
 
@@ -86,7 +88,7 @@ def _position_scale(grid: dict[str, list[str]], rows: list[Row], fig_dir: Path, 
                     colors=POSITION_COLORS)
         overall = pivot(rs, lambda r: r[POS], log2_scale, positions, xs, "overall")
         table = [[p, *(_num(v) for v in overall[i])] for i, p in enumerate(positions)]
-        lines += ["", f"### {title}" if title else "", _img(name, "accuracy vs log2 scale per position"), "",
+        lines += [*(["", f"### {title}"] if title else []), "", _img(name, "accuracy vs log2 scale per position"), "",
                   "Overall accuracy (%):", "", md_table(["position", *(f"2^{x:g}" for x in xs)], table)]
     return "\n".join(lines)
 
@@ -138,11 +140,6 @@ def results_table(grid: dict[str, list[str]], rows: list[Row]) -> str:
     if bad:
         lines += ["", "Not finished: " + ", ".join(f"`{r['cell']}` ({r['status']})" for r in bad)]
     return "\n".join(lines)
-
-
-def _best(rows: list[Row], metric: str) -> Row | None:
-    scored = [r for r in rows if r.get(metric) is not None]
-    return max(scored, key=lambda r: r[metric]) if scored else None
 
 
 def _num(v: Any) -> str:

@@ -4,6 +4,12 @@ Every rank draws the same global batch (same seed), augments it, and keeps its c
 shard, so a run on N ranks sees exactly the batches of a single-process run with the same
 global batch size. Gradients of φ are averaged across ranks before the optimizer step, and
 so are γ's hypergradients, so every rank holds the same φ and γ at all times.
+
+Exactness: plain steps equal the single-process run up to float reduction order. Meta steps
+shard the val batch; averaging per-rank hypergradients is exact for ``first_order`` with a
+mean-decomposable outer loss (``ce``, ``la``). With ``balanced_ce`` (per-class means of a shard)
+or ``unrolled`` (each rank looks ahead with its local train gradient) it is an average of
+per-shard estimates, not the full-batch value.
 """
 
 from __future__ import annotations

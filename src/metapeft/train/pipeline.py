@@ -35,8 +35,8 @@ def load_run_dataset(cfg: RunConfig) -> LTDataset:
 def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunData:
     ds = ds if ds is not None else load_run_dataset(cfg)
     train, meta_val, selection = ds.train, None, None
-    if cfg.train.val_holdout > 0:
-        keep, held = stratified_holdout(train.labels, cfg.train.val_holdout, seed=cfg.train.seed + 7919)
+    if cfg.train.val_holdout > 0:  # same split for every training seed: HPO trials are comparable
+        keep, held = stratified_holdout(train.labels, cfg.train.val_holdout, seed=cfg.data.split_seed + 7919)
         train, selection = train.subset(keep), train.subset(held)
     if cfg.meta.enabled:
         if cfg.meta.val_mode == "holdout":
