@@ -57,7 +57,10 @@ def prune_sites(model: nn.Module, sites: list[str]) -> int:
     n = 0
     for site, mod in modulators(model).items():
         if str(site) in sites:
-            mod.set_value(0.0) if mod.constraint != "softplus" else mod.gamma.fill_(-torch.inf)
+            if mod.constraint == "softplus":
+                mod.gamma.fill_(-torch.inf)  # softplus(-inf) = 0 exactly
+            else:
+                mod.set_value(0.0)
             mod.gamma.requires_grad_(False)
             n += 1
     return n

@@ -18,11 +18,6 @@ POSITIONS: dict[str, tuple[str, ...]] = {
     "adaptformer": ("mlp",),
     "adapter": ("attn", "mlp"),
 }
-DEFAULT_POSITIONS: dict[str, tuple[str, ...]] = {
-    "lora": ("q", "k", "v", "out", "mlp1", "mlp2"),
-    "adaptformer": ("mlp",),
-    "adapter": ("attn", "mlp"),
-}
 
 
 
@@ -90,7 +85,7 @@ class PeftConfig:
     def resolved_positions(self) -> tuple[str, ...]:
         if self.positions is not None:
             return tuple(self.positions)
-        return DEFAULT_POSITIONS.get(self.method, ())
+        return POSITIONS.get(self.method, ())
 
     @property
     def scale(self) -> float:

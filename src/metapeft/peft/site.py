@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 from torch import nn
 
 from .modulator import Modulator
@@ -34,7 +35,7 @@ class SiteModule(nn.Module):
     def gamma(self) -> Modulator | None:
         return self.modulator if isinstance(self.modulator, Modulator) else None
 
-    def modulate(self, delta):
+    def modulate(self, delta: torch.Tensor) -> torch.Tensor:
         return self.modulator(delta * self.scale)
 
     def extra_repr(self) -> str:
