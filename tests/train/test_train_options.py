@@ -63,3 +63,19 @@ def test_cosine_schedule_with_warmup():
         sched.step()
     assert lrs[0] == pytest.approx(1 / 3) and lrs[1] == pytest.approx(2 / 3) and lrs[2] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 0.1
+
+
+def test_init_from_a_finished_run_starts_from_its_merged_weights(tmp_path, tiny_run):
+    """Optical → SAR chaining: run B's frozen backbone is run A's merged (LoRA-folded) model."""
+    from metapeft.train.model import build_model
+
+    a = run(tmp_path, tiny_run + ["train.epochs=1", "train.lr=0.5"], "a")
+    merged = load_file(str(a.out_dir / "export" / "merged.safetensors"))
+    cfg = RunConfig.load(None, tiny_run + [f"model.init_from={a.out_dir}", "data.name=mstar_soc"])
+    model = build_model(cfg, 10)
+    qkv = model.blocks[1].attn.qkv.base_layer.weight
+    assert torch.equal(qkv, merged["blocks.1.attn.qkv.weight"])
+    fresh = build_model(RunConfig.load(None, tiny_run), 10)
+    assert not torch.equal(fresh.blocks[1].attn.qkv.base_layer.weight, qkv)
+    with pytest.raises(FileNotFoundError, match="merged weights"):
+        build_model(RunConfig.load(None, tiny_run + [f"model.init_from={tmp_path / 'nope'}"]), 10)
