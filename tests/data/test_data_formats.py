@@ -266,22 +266,21 @@ def test_dota_crops_from_full_images_and_crop_files(tmp_path):
     assert ds.train_class_counts.tolist() == [1] * 7 + [2, 1, 2, 2] + [1] * 4
 
 
-def test_dota_errors(tmp_path):
+@pytest.mark.parametrize("train_line,needle", [
+    (None, "dota_train_idx.txt"),                                   # missing list file
+    ("train/ship/P0001_30_30_20_40.png 9", "empty box"),
+    ("train/ship/P0404_0_0_10_10.png 9", "P0404"),                  # image not found
+    ("train/ship/P0001_0_0_10_10.png 15", "outside the class list"),
+    ("train/ship/P0001_500_500_510_510.png 9", "outside the 160x120 image"),
+])
+def test_dota_errors(tmp_path, train_line, needle):
     _dota(tmp_path)
     (tmp_path / "dota_val_idx.txt").write_text("val/ship/P0001_0_0_16_16.png 9\n")
-    with pytest.raises(DataError, match="dota_train_idx.txt"):
-        load_dataset("dota", root=tmp_path)
-    (tmp_path / "dota_train_idx.txt").write_text("train/ship/P0001_30_30_20_40.png 9\n")
-    with pytest.raises(DataError, match="empty box"):
-        load_dataset("dota", root=tmp_path)
-    (tmp_path / "dota_train_idx.txt").write_text("train/ship/P0404_0_0_10_10.png 9\n")
-    with pytest.raises(DataError, match="P0404"):
-        load_dataset("dota", root=tmp_path)
-    (tmp_path / "dota_train_idx.txt").write_text("train/ship/P0001_0_0_10_10.png 15\n")
-    with pytest.raises(DataError, match="outside the class list"):
-        load_dataset("dota", root=tmp_path)
-    (tmp_path / "dota_train_idx.txt").write_text("train/ship/P0001_500_500_510_510.png 9\n")
-    with pytest.raises(DataError, match="outside the 160x120 image"):
+    if train_line is None:
+        (tmp_path / "dota_train_idx.txt").unlink(missing_ok=True)
+    else:
+        (tmp_path / "dota_train_idx.txt").write_text(train_line + "\n")
+    with pytest.raises(DataError, match=needle):
         load_dataset("dota", root=tmp_path)
 
 
