@@ -33,8 +33,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=8)
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = mp.create_backbone("vit_small_patch14_dinov2", "bundled", img_size=args.img, num_classes=30,
-                               fused_attn=False)
+    # As in the trainer: fused SDPA for ordinary steps, plain attention only inside second-order steps.
+    model = mp.create_backbone("vit_small_patch14_dinov2", "bundled", img_size=args.img, num_classes=30)
     mp.apply_peft(model, mp.PeftConfig(method="lora", rank=4))
     with torch.no_grad():
         for m in mp.peft.site_modules(model).values():
@@ -60,18 +60,24 @@ def main() -> None:
         set_gamma_grad(True)
         first_order(model, gammas, F.cross_entropy, xv, yv)
 
+    def plain_unfused() -> None:  # what every step of an unrolled run cost before the per-step switch
+        with mp.backbones.unfused_attention(model):
+            plain()
+
     def second(kind) -> None:
         set_gamma_grad(True)
-        grads = torch.autograd.grad(F.cross_entropy(model(x), y), phi, create_graph=True)
-        if kind == "unrolled":
-            unrolled(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv)
-        else:
-            neumann(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv, terms=3)
+        with mp.backbones.unfused_attention(model):
+            grads = torch.autograd.grad(F.cross_entropy(model(x), y), phi, create_graph=True)
+            if kind == "unrolled":
+                unrolled(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv)
+            else:
+                neumann(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv, terms=3)
         for p, g in zip(phi, grads):
             p.grad = g.detach()
         opt.step(); opt.zero_grad()
 
-    variants = {"plain": plain, "first_order": fo, "unrolled": lambda: second("unrolled"),
+    variants = {"plain": plain, "plain, unfused attention": plain_unfused, "first_order": fo,
+                "unrolled": lambda: second("unrolled"),
                 "neumann(3)": lambda: second("neumann")}
     times = {k: [] for k in variants}
     for fn in variants.values():
@@ -87,7 +93,7 @@ def main() -> None:
     for k, v in times.items():
         c = statistics.median(v) / base
         extra = c - 1  # every variant here includes the φ update of its step
-        pred = " / ".join(f"{1 + extra / n:.2f}x" for n in (5, 10, 20)) if k != "plain" else "-"
+        pred = " / ".join(f"{1 + extra / n:.2f}x" for n in (5, 10, 20)) if not k.startswith("plain") else "-"
         print(f"| {k} | {statistics.median(v):.2f} | {c:.2f} | {pred} |")
 
 

@@ -65,7 +65,13 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2 (the last grid axis)")
     p.add_argument("--optuna", type=int, metavar="N_TRIALS", help="Optuna TPE search instead of a grid")
     p.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (--optuna)")
-    p.add_argument("--backend", choices=["local"], default="local", help="where cells run (local: in-process)")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where cells run: local (one after another, in-process) or ray (Ray Tune trials; "
+                        "needs metapeft[ray])")
+    p.add_argument("--ray-address", help="existing Ray cluster (auto | HOST:PORT); default: a private "
+                                          "instance on 127.0.0.1")
+    p.add_argument("--ray-cpus-per-trial", type=int, default=1, help="CPUs (= torch threads) per trial")
+    p.add_argument("--ray-max-concurrent", type=int, help="at most this many trials at once")
     p.add_argument("-o", "--out", type=Path, required=True, help="sweep directory")
     p.add_argument("-v", "--verbose", action="store_true", help="show each run's log lines")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-cell progress lines")
@@ -75,6 +81,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="figures + report.md for a run or a sweep directory")
     p.add_argument("path", type=Path, help="run directory, sweep directory or Optuna study directory")
     p.add_argument("-o", "--out", type=Path, help="where report.md and the PNGs go (default PATH/report)")
+    p.add_argument("--no-features", action="store_true",
+                   help="runs: skip the feature-geometry sections (head vs tail separation, PCA), which "
+                        "run the model over the test set")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +142,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
         if args.grid or args.preset or args.seeds:
             raise ConfigError("--optuna searches its own space: drop --grid, --preset and --seeds")
+        if args.backend != "local":
+            raise ConfigError("--optuna runs its trials in sequence (TPE learns from each one): "
+                              "use --backend local")
         spec = (HpoSpec.load(args.out, args.optuna) if old is not None else
                 HpoSpec.create(args.config, fixed_overrides() + args.overrides, args.optuna or 0, args.depth,
                                args.sampler_seed))
@@ -160,7 +172,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise ConfigError("nothing to sweep: give --grid, --preset, --seeds or --optuna "
                               "(or only --out DIR to resume an existing sweep)")
         spec = SweepSpec.create(args.config, (preset.overrides if preset else []) + args.overrides, axes, args.preset)
-    outcomes = run_sweep(spec, args.out, backend=args.backend, verbose=args.verbose, echo=echo)
+    ray_options = {"address": args.ray_address, "cpus_per_trial": args.ray_cpus_per_trial,
+                   "max_concurrent": args.ray_max_concurrent}
+    outcomes = run_sweep(spec, args.out, backend=args.backend, verbose=args.verbose, echo=echo,
+                         ray_options=ray_options)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     print(f"{len(outcomes)} cells: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")
     print(f"results: {args.out / 'results.csv'}  (figures: metapeft report {args.out})")
@@ -170,7 +185,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .experiments.report import write_report
 
-    print(f"report: {write_report(args.path, args.out)}")
+    print(f"report: {write_report(args.path, args.out, features=not args.no_features)}")
     return 0
 
 

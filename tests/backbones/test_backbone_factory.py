@@ -15,7 +15,8 @@ from safetensors.torch import save_file  # noqa: E402
 from timm.layers import resample_abs_pos_embed, use_fused_attn  # noqa: E402
 from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
-from metapeft.backbones import BackboneWeightsError, create_backbone, set_fused_attention  # noqa: E402
+from metapeft.backbones import (BackboneWeightsError, create_backbone, set_fused_attention,  # noqa: E402
+                                unfused_attention)
 
 NAME = "vit_tiny_patch16_224"
 
@@ -155,6 +156,19 @@ def test_fused_attention_switch_enables_double_backward(x: torch.Tensor) -> None
     set_fused_attention(off, False)
     with torch.no_grad():  # same numbers either way
         torch.testing.assert_close(off(x), default(x), rtol=1e-5, atol=1e-5)
+
+
+def test_unfused_attention_is_scoped_and_restores_each_module(x: torch.Tensor) -> None:
+    model = tiny()
+    attn = [m for m in model.modules() if hasattr(m, "fused_attn")]
+    attn[0].fused_attn, attn[1].fused_attn = True, False  # a mixed setting must come back as it was
+    with unfused_attention(model):
+        assert not any(m.fused_attn for m in attn)
+        assert torch.isfinite(_double_backward(model, x)).all()  # what the trainer needs it for
+    assert [m.fused_attn for m in attn] == [True, False]
+    with pytest.raises(KeyError), unfused_attention(model):
+        raise KeyError("restored on error too")
+    assert [m.fused_attn for m in attn] == [True, False]
 
 
 def test_timm_kwargs_pass_through() -> None:

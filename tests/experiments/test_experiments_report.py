@@ -31,11 +31,26 @@ def test_run_report(tmp_path, tiny_cell):
     cfg = RunConfig.load(None, tiny_cell + ["train.epochs=2", "train.eval_every=1", *meta])
     run = Trainer(cfg, tmp_path / "run", quiet=True).run().out_dir
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
-    text = _assert_pngs(tmp_path / "rep", ["gamma_map.png", "gamma_trace.png", "per_class.png", "history.png"])
+    text = _assert_pngs(tmp_path / "rep", ["gamma_map.png", "gamma_trace.png", "per_class.png", "history.png",
+                                           "class_separation.png", "embedding_pca.png"])
     assert "## γ (learned)" in text and "| block | q | k | v | out | mlp1 | mlp2 |" in text
     assert "vit_tiny_patch16_224" in text, "report.md must state the config used"
-    counts = [line.split("|")[3].strip() for line in text.splitlines() if line.startswith("| ") and "| few |" in line]
+    per_class_md = text.split("## Per-class accuracy")[1].split("\n## ")[0]
+    counts = [line.split("|")[3].strip() for line in per_class_md.splitlines() if line.startswith("| ") and "| few |" in line]
     assert [int(c) for c in counts] == sorted((int(c) for c in counts), reverse=True), "classes sorted by train count"
+
+    # feature geometry: 'before' is the frozen starting backbone, 'after' the trained model
+    geo = json.loads((tmp_path / "rep" / "features.json").read_text())
+    assert "## Feature geometry: head vs tail (Fig. 1b)" in text and "| few |" in text
+    few = geo["groups"]["after"]["few"]
+    assert 0 < few["nearest"] <= few["mean"] <= 2
+    per_class = list(geo["per_class"].values())
+    assert [c["train_images"] for c in per_class] == sorted((c["train_images"] for c in per_class), reverse=True)
+    assert any(c["nearest_before"] != c["nearest_after"] for c in per_class), "training must move the features"
+
+    # --no-features: the same report without rebuilding the model
+    assert main(["report", str(run), "--out", str(tmp_path / "rep2"), "--no-features"]) == 0
+    assert "Feature geometry" not in (tmp_path / "rep2" / "report.md").read_text()
 
 
 def _synthetic_sweep(out, grid, metric_of, seeds=(0, 1)):

@@ -18,13 +18,13 @@ from metapeft.experiments.manifest import check_compatible, write_manifest
 def counting_backend(monkeypatch):
     """Counts the cells the sweep actually trains (finished cells must never reach the backend)."""
     calls: list[str] = []
-    real = sweep_mod.BACKENDS["local"]
+    real = sweep_mod.local_backend
 
     def backend(cfg, run_dir, quiet):
         calls.append(run_dir.name)
         real(cfg, run_dir, quiet)
 
-    monkeypatch.setitem(sweep_mod.BACKENDS, "local", backend)
+    monkeypatch.setattr(sweep_mod, "local_backend", backend)
     return calls
 
 

@@ -8,9 +8,11 @@ a silently half-loaded backbone trains fine and just gives worse numbers.
 
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,23 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> int:
             module.fused_attn = enabled
             changed += 1
     return changed
+
+
+@contextlib.contextmanager
+def unfused_attention(model: nn.Module) -> Iterator[None]:
+    """Plain (differentiable twice) attention inside the block, each module's own setting after it.
+
+    Lets a run keep fused SDPA for its ordinary steps and pay for the unfused path only on the
+    steps whose graph is differentiated again (the unrolled / Neumann hypergradient).
+    """
+    saved = [(m, m.fused_attn) for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    for m, _ in saved:
+        m.fused_attn = False
+    try:
+        yield
+    finally:
+        for m, flag in saved:
+            m.fused_attn = flag
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

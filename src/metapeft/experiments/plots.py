@@ -130,3 +130,41 @@ def class_bars(names: Sequence[str], accuracy: Sequence[float | None], train_cou
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in GROUP_COLORS.values()]
     ax.legend(handles, list(GROUP_COLORS), fontsize=7, loc="upper right")
     return _save(fig, path)
+
+
+def paired_bars(names: Sequence[str], series: dict[str, Sequence[float]], groups: Sequence[str], path: Path, *,
+                title: str, ylabel: str) -> Path:
+    """Per-class values of two or more models side by side; x tick labels coloured by many/medium/few."""
+    fig = Figure(figsize=(max(6.0, 0.32 * len(names) + 2), 4.0))
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(names)) + (i - (len(series) - 1) / 2) * width, list(values), width, label=label)
+    ax.set_xticks(range(len(names)), labels=list(names), rotation=90, fontsize=7)
+    for tick, g in zip(ax.get_xticklabels(), groups):
+        tick.set_color(GROUP_COLORS.get(g, "black"))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def embedding_panels(panels: dict[str, np.ndarray], labels: np.ndarray, class_group: Sequence[str], path: Path, *,
+                     title: str) -> Path:
+    """2-D embeddings (one panel per model) of the same points, coloured by the class's many/medium/few group."""
+    fig = Figure(figsize=(4.2 * len(panels), 4.0))
+    point_groups = np.array([class_group[int(c)] if int(c) < len(class_group) else "" for c in labels])
+    for i, (name, xy) in enumerate(panels.items(), 1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for g, color in GROUP_COLORS.items():
+            sel = point_groups == g
+            if sel.any():
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=4, alpha=0.5, color=color, label=g)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i == 1:
+            ax.legend(fontsize=7, markerscale=3)
+    fig.suptitle(title)
+    return _save(fig, path)

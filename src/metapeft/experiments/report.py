@@ -32,14 +32,23 @@ def detect(path: Path) -> str:
     raise FileNotFoundError(f"{path} is neither a finished run (metrics.json + config.yaml) nor a sweep (sweep.yaml)")
 
 
-def write_report(path: str | Path, out: str | Path | None = None) -> Path:
-    """Write the figures and ``report.md``; returns the path of ``report.md``."""
+def write_report(path: str | Path, out: str | Path | None = None, *, features: bool = True) -> Path:
+    """Write the figures and ``report.md``; returns the path of ``report.md``.
+
+    ``features`` (runs only): add the feature-geometry sections, which rebuild the model and run it on
+    the test set before and after fine-tuning (a forward pass over the test set, twice).
+    """
     path = Path(path)
     kind = detect(path)
     out = Path(out) if out is not None else path / "report"
     out.mkdir(parents=True, exist_ok=True)
     if kind == "run":
-        parts = [f"# Run report: `{path}`", *run_sections(path, out), _config_block((path / "config.yaml").read_text())]
+        parts = [f"# Run report: `{path}`", *run_sections(path, out)]
+        if features:
+            from .report_features import feature_sections
+
+            parts += feature_sections(path, out)
+        parts.append(_config_block((path / "config.yaml").read_text()))
     elif kind == "grid":
         manifest = read_manifest(path) or {}
         parts = [f"# Sweep report: `{path}`", _sweep_header(manifest, read_results(path)),

@@ -31,7 +31,7 @@ def local_backend(cfg: RunConfig, run_dir: Path, quiet: bool) -> None:
     Trainer(cfg, run_dir, resume=True, quiet=quiet).run()
 
 
-BACKENDS: dict[str, Backend] = {"local": local_backend}
+SWEEP_BACKENDS = ("local", "ray")
 
 
 @dataclass
@@ -85,38 +85,69 @@ def plan(spec: SweepSpec) -> list[tuple[str, Cell, RunConfig]]:
     return out
 
 
+def run_cell(slug: str, cfg: RunConfig, run_dir: Path, *, verbose: bool = False,
+             runner: Backend | None = None) -> CellOutcome:
+    """Train one cell into ``run_dir``; a failure is written to ``error.txt`` and returned, not raised.
+
+    Backends share this, so a cell behaves the same whether it runs in this process or in a Ray worker.
+    """
+    tick = time.perf_counter()
+    try:
+        (runner or local_backend)(cfg, run_dir, not verbose)
+        (run_dir / "error.txt").unlink(missing_ok=True)
+        return CellOutcome(slug, "done", time.perf_counter() - tick)
+    except Exception as e:  # one diverged or broken cell must not lose the rest of the sweep
+        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
+        return CellOutcome(slug, "failed", time.perf_counter() - tick, f"{type(e).__name__}: {e}")
+
+
+def describe(outcome: CellOutcome, run_dir: Path) -> str:
+    if outcome.status == "failed":
+        return f"FAILED ({outcome.error}); see {run_dir / 'error.txt'}"
+    return f"done in {outcome.seconds:.1f} s"
+
+
 def run_sweep(spec: SweepSpec, out: Path, *, backend: str = "local", verbose: bool = False,
-              echo: Callable[[str], None] | None = None) -> list[CellOutcome]:
-    """Run the missing cells in order, then gather the results. Failed cells are recorded, not fatal."""
+              echo: Callable[[str], None] | None = None, ray_options: dict[str, Any] | None = None,
+              ) -> list[CellOutcome]:
+    """Run the missing cells, then gather the results. Failed cells are recorded, not fatal.
+
+    ``local`` runs cells one after another in this process; ``ray`` runs them as Ray Tune trials
+    (``ray_options``: see :func:`metapeft.experiments.ray_backend.run_cells_on_ray`).
+    """
     out = Path(out)
     say = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+    if backend not in SWEEP_BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(SWEEP_BACKENDS)}")
+    if backend == "ray":
+        from .ray_backend import check_ray_options
+
+        check_ray_options(**(ray_options or {}))
     cells = plan(spec)
     check_compatible(out, "grid", spec.base)
     write_manifest(out, spec.to_dict())
-    outcomes = []
+    outcomes: dict[str, CellOutcome] = {}
+    pending = []
     for i, (slug, cell, cfg) in enumerate(cells, 1):
-        run_dir = out / "cells" / slug
-        tag = f"[{i}/{len(cells)}] {slug}"
-        if (run_dir / "metrics.json").is_file():
-            outcomes.append(CellOutcome(slug, "skipped", 0.0))
-            say(f"{tag}: done before, skipped")
-            continue
-        tick = time.perf_counter()
-        try:
-            BACKENDS[backend](cfg, run_dir, not verbose)
-            (run_dir / "error.txt").unlink(missing_ok=True)
-            outcome = CellOutcome(slug, "done", time.perf_counter() - tick)
-            say(f"{tag}: done in {outcome.seconds:.1f} s")
-        except Exception as e:  # one diverged or broken cell must not lose the rest of the sweep
-            atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-            outcome = CellOutcome(slug, "failed", time.perf_counter() - tick, f"{type(e).__name__}: {e}")
-            say(f"{tag}: FAILED ({outcome.error}); see {run_dir / 'error.txt'}")
-        outcomes.append(outcome)
-        gather(out, cells)
+        if (out / "cells" / slug / "metrics.json").is_file():
+            outcomes[slug] = CellOutcome(slug, "skipped", 0.0)
+            say(f"[{i}/{len(cells)}] {slug}: done before, skipped")
+        else:
+            pending.append((slug, cfg))
+    if backend == "ray" and pending:
+        from .ray_backend import run_cells_on_ray
+
+        for o in run_cells_on_ray(pending, out, verbose=verbose, **(ray_options or {})):
+            outcomes[o.slug] = o
+            say(f"[ray] {o.slug}: {describe(o, out / 'cells' / o.slug)}")
+    else:
+        for j, (slug, cfg) in enumerate(pending, 1):
+            run_dir = out / "cells" / slug
+            o = outcomes[slug] = run_cell(slug, cfg, run_dir, verbose=verbose)
+            say(f"[{j}/{len(pending)}] {slug}: {describe(o, run_dir)}")
+            gather(out, cells)
     gather(out, cells)
-    return outcomes
+    return [outcomes[slug] for slug, _, _ in cells]
 
 
 def gather(out: Path, cells: list[tuple[str, Cell, RunConfig]]) -> list[dict[str, Any]]:

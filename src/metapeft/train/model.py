@@ -13,10 +13,6 @@ from ..peft import apply_peft
 from .heads import build_head
 
 
-def needs_double_backward(cfg: RunConfig) -> bool:
-    return cfg.meta.enabled and cfg.meta.hypergrad in ("unrolled", "neumann")
-
-
 def init_weights_path(init_from: str) -> Path:
     """The merged weights exported by an earlier run (``RUN/export/merged.safetensors``)."""
     p = Path(init_from)
@@ -34,9 +30,8 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     # Everything built here (random-init backbones, PEFT init, head) is a function of the seed, so
     # `metapeft eval` rebuilds the exact frozen weights of a run that had no pretrained file.
     torch.manual_seed(cfg.train.seed)
-    # Second-order hypergradients cannot go through fused SDPA on CPU.
-    model = create_backbone(m.name, pretrained, img_size=m.img_size, num_classes=num_classes,
-                            fused_attn=not needs_double_backward(cfg), **m.options)
+    # Fused SDPA stays on; the trainer turns it off only for second-order meta steps (unfused_attention).
+    model = create_backbone(m.name, pretrained, img_size=m.img_size, num_classes=num_classes, **m.options)
     model.head = build_head(m.head, model.num_features, num_classes, m.head_scale)
     return apply_peft(model, cfg.peft)
 

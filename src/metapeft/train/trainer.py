@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backbones import unfused_attention
 from ..config import RunConfig
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
@@ -234,10 +235,18 @@ class Trainer:
     def _micro_step(self, i: int, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler, meta, state, stats,
                     log: RunLog) -> None:
         """Forward/backward one micro-batch; on the last of a step, (meta step and) optimizer step."""
-        t, env, phi = self.cfg.train, self.env, self.phi
-        last_micro = (i + 1) % t.grad_accum == 0
+        last_micro = (i + 1) % self.cfg.train.grad_accum == 0
         meta_now = meta is not None and last_micro and meta.is_due(state["step"] + 1)
         second_order = meta_now and meta.needs_graph
+        # This step's graph is differentiated twice: plain attention for it, fused SDPA on all others.
+        with unfused_attention(self.net) if second_order else contextlib.nullcontext():
+            self._train_step(x, y, optimizer, scheduler, meta, state, stats, log, meta_now=meta_now,
+                             second_order=second_order, last_micro=last_micro)
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler, meta, state, stats, log: RunLog,
+                    *, meta_now: bool, second_order: bool, last_micro: bool) -> None:
+        """The body of :meth:`_micro_step` (a step skipped for non-finite values returns early)."""
+        t, env, phi = self.cfg.train, self.env, self.phi
         lr = optimizer.param_groups[0]["lr"]
         self._gammas_trainable(second_order)  # the lookahead's graph must reach γ
         with _autocast(t.bf16, x.device):
