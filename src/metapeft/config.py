@@ -131,6 +131,8 @@ class TrainConfig:
     keep_checkpoints: int = field(default=1, metadata={"help": "epoch checkpoints to keep"})
     cache_prefix: bool = field(default=True, metadata={
         "help": "cache the frozen blocks before the first trainable site (only when data.augment=false)"})
+    prefix_cache_dir: str | None = field(default=None, metadata={
+        "help": "directory where cached prefix tokens are stored and shared between runs (sweeps: SWEEP/prefix_cache)"})
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):

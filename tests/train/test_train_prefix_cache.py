@@ -59,3 +59,37 @@ def test_cached_training_run_matches_uncached(tmp_path, tiny_run):
     a, b = (json.loads((runs[c].out_dir / "metrics.json").read_text()) for c in ("true", "false"))
     assert a["per_class"] == pytest.approx(b["per_class"], abs=1e-9)
     assert list(runs["true"].gamma.values()) == pytest.approx(list(runs["false"].gamma.values()), abs=1e-4)
+
+
+def test_runs_share_stored_prefix_tokens_and_stay_exact(tmp_path, tiny_run):
+    """A second run with the same frozen prefix reads the stored tokens instead of recomputing them;
+    its numbers equal an uncached run's. A different k gets its own file."""
+    store = tmp_path / "store"
+    common = ["peft.positions=v,mlp1", f"train.prefix_cache_dir={store}"]
+
+    def run(name, extra):
+        res = Trainer(cfg_with(tiny_run, extra), tmp_path / name, quiet=True).run()
+        return json.loads((res.out_dir / "metrics.json").read_text())
+
+    first = run("first", ["peft.blocks=[3]", *common])
+    [stored] = store.glob("prefix-*.safetensors")
+    stamp = stored.stat().st_mtime_ns
+    second = run("second", ["peft.blocks=[3]", "peft.positions=q", f"train.prefix_cache_dir={store}"])
+    assert stored.stat().st_mtime_ns == stamp and len(list(store.glob("prefix-*"))) == 1, "reused, not rewritten"
+    uncached = run("uncached", ["peft.positions=q", "peft.blocks=[3]", "train.cache_prefix=false"])
+    assert second["per_class"] == pytest.approx(uncached["per_class"], abs=1e-9)
+    assert second["run"]["prefix_cached_blocks"] == 3 and uncached["run"]["prefix_cached_blocks"] == 0
+    assert first["run"]["prefix_cached_blocks"] == 3
+
+    run("other_k", ["peft.blocks=[2,3]", *common])
+    assert len(list(store.glob("prefix-*.safetensors"))) == 2
+
+
+def test_linear_probe_caches_the_whole_backbone(tmp_path, tiny_run):
+    results = {}
+    for cache in ("true", "false"):
+        cfg = cfg_with(tiny_run, ["peft.method=linear_probe", f"train.cache_prefix={cache}"])
+        res = Trainer(cfg, tmp_path / cache, quiet=True).run()
+        results[cache] = json.loads((res.out_dir / "metrics.json").read_text())
+    assert results["true"]["run"]["prefix_cached_blocks"] == 4
+    assert results["true"]["per_class"] == pytest.approx(results["false"]["per_class"], abs=1e-9)

@@ -29,7 +29,7 @@ from .grid import Cell
 from .manifest import check_compatible, read_manifest, write_manifest
 from .presets import LORA_POSITIONS
 from .results import val_metric
-from .sweep import local_backend
+from .sweep import local_backend, with_shared_prefix_cache
 
 STUDY = "metapeft_hpo"
 VAL_KEY = "val_balanced"
@@ -134,7 +134,7 @@ def run_hpo(spec: HpoSpec, out: Path, *, verbose: bool = False, echo: Callable[[
         if not any(params[f"pos_{p}"] for p in LORA_POSITIONS):
             trial.set_user_attr("note", "no position selected")
             raise optuna.TrialPruned()
-        cfg = build_cell_config(spec.base, trial_cell(params))
+        cfg = with_shared_prefix_cache(build_cell_config(spec.base, trial_cell(params)), out)
         run_dir = out / "trials" / trial_dir_name(params)
         trial.set_user_attr("run_dir", str(run_dir.relative_to(out)))
         trial.set_user_attr("alpha", cfg.peft.alpha)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -85,6 +85,13 @@ def plan(spec: SweepSpec) -> list[tuple[str, Cell, RunConfig]]:
     return out
 
 
+def with_shared_prefix_cache(cfg: RunConfig, out: Path) -> RunConfig:
+    """Cells share cached frozen-prefix tokens in ``SWEEP/prefix_cache`` unless the config names a place."""
+    if cfg.train.prefix_cache_dir:
+        return cfg
+    return replace(cfg, train=replace(cfg.train, prefix_cache_dir=str((Path(out) / "prefix_cache").resolve())))
+
+
 def run_cell(slug: str, cfg: RunConfig, run_dir: Path, *, verbose: bool = False,
              runner: Backend | None = None) -> CellOutcome:
     """Train one cell into ``run_dir``; a failure is written to ``error.txt`` and returned, not raised.
@@ -123,7 +130,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, backend: str = "local", verbose: bo
         from .ray_backend import check_ray_options
 
         check_ray_options(**(ray_options or {}))
-    cells = plan(spec)
+    cells = [(slug, cell, with_shared_prefix_cache(cfg, out)) for slug, cell, cfg in plan(spec)]
     check_compatible(out, "grid", spec.base)
     write_manifest(out, spec.to_dict())
     outcomes: dict[str, CellOutcome] = {}

@@ -23,6 +23,7 @@ class RunData:
     train_tf: Callable[..., torch.Tensor]   # (uint8 batch, generator) -> model input
     eval_tf: BatchAugment
     val_tf: Callable[..., torch.Tensor]     # meta-validation batches (train_tf when meta.val_augment)
+    test: ImageSet                          # what is evaluated (ds.test, or its cached prefix tokens)
 
 
 def load_run_dataset(cfg: RunConfig) -> LTDataset:
@@ -32,9 +33,13 @@ def load_run_dataset(cfg: RunConfig) -> LTDataset:
                         max_per_class=d.max_per_class, image_size=d.image_size, **d.options)
 
 
-def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunData:
-    ds = ds if ds is not None else load_run_dataset(cfg)
-    train, meta_val, selection = ds.train, None, None
+def split_train(cfg: RunConfig, train):
+    """(φ's train set, γ's meta-val source, model-selection hold-out) from the full training set.
+
+    Works on anything with ``labels`` and ``subset`` (images or cached prefix tokens), so a cached run
+    splits its tokens exactly as an uncached run splits its images.
+    """
+    meta_val, selection = None, None
     if cfg.train.val_holdout > 0:  # same split for every training seed: HPO trials are comparable
         keep, held = stratified_holdout(train.labels, cfg.train.val_holdout, seed=cfg.data.split_seed + 7919)
         train, selection = train.subset(keep), train.subset(held)
@@ -44,11 +49,17 @@ def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunD
             train, meta_val = train.subset(keep), train.subset(held)
         else:
             meta_val = train
+    return train, meta_val, selection
+
+
+def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunData:
+    ds = ds if ds is not None else load_run_dataset(cfg)
+    train, meta_val, selection = split_train(cfg, ds.train)
     size = cfg.model.img_size
     train_tf = BatchAugment(size, mean, std, train=cfg.data.augment, scale=tuple(cfg.data.crop_scale))
     eval_tf = BatchAugment(size, mean, std, train=False)
     val_tf = train_tf if cfg.meta.val_augment else eval_tf
-    return RunData(ds, train, meta_val, selection, train_tf, eval_tf, val_tf)
+    return RunData(ds, train, meta_val, selection, train_tf, eval_tf, val_tf, ds.test)
 
 
 def train_loader(data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:

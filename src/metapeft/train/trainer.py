@@ -119,17 +119,17 @@ class Trainer:
         summary = trainable_summary(model)
         log.info(str(summary))
 
-        resuming = self.resume and ckpt.latest_checkpoint(self.out / "checkpoints") is not None
-        if not resuming and cfg.model.head_init == "class_mean":
-            feats, labels = extract_features(model, eval_loader(data.train, data, cfg, device))
-            init_head_from_class_means(model.get_classifier(), feats, labels)
-        # `net` is what a training step calls: the model, or only its trainable suffix on cached tokens.
+        # `net` is what steps and evaluations call: the model, or only its trainable suffix on cached tokens.
         net: nn.Module = model
         start = cacheable_prefix(model, cfg)
         if start:
-            data = cache_prefix(data, model, start, device)
+            data = cache_prefix(data, model, start, device, cfg)
             net = SuffixModel(model, start)
             log.info(f"frozen prefix cached: blocks 0..{start - 1} run once per image, not every step")
+        resuming = self.resume and ckpt.latest_checkpoint(self.out / "checkpoints") is not None
+        if not resuming and cfg.model.head_init == "class_mean":
+            feats, labels = extract_features(net, eval_loader(data.train, data, cfg, device))
+            init_head_from_class_means(model.get_classifier(), feats, labels)
 
         loader = train_loader(data, cfg, device)
         steps_per_epoch = len(loader) // t.grad_accum
@@ -190,7 +190,7 @@ class Trainer:
                 g = meta.gamma_values()
                 row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
             if t.eval_every and (epoch + 1) % t.eval_every == 0 and epoch + 1 < t.epochs:
-                m = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds, env).to_dict()
+                m = evaluate(net, eval_loader(data.test, data, cfg, device), data.ds, env).to_dict()
                 row.update({k: m[k] for k in SUMMARY_KEYS})
                 log.scalars(state["step"], {f"test/{k}": m[k] for k in SUMMARY_KEYS})
             state["history"].append(row)
@@ -208,10 +208,10 @@ class Trainer:
         report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
             log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
-        metrics = evaluate(model, eval_loader(data.ds.test, data, cfg, device), data.ds, env)
+        metrics = evaluate(net, eval_loader(data.test, data, cfg, device), data.ds, env)
         result = metrics.to_dict()
         if data.selection is not None:  # model-selection split: HPO objectives read this, never test
-            val = evaluate(model, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
+            val = evaluate(net, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
             result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
         wall = time.perf_counter() - started
         result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
