@@ -74,7 +74,8 @@ class ModelConfig:
 @dataclass
 class MetaConfig:
     enabled: bool = field(default=False, metadata={"help": "learn γ by bi-level optimisation"})
-    hypergrad: str = field(default="unrolled", metadata={"help": "first_order | unrolled | neumann"})
+    hypergrad: str = field(default="first_order", metadata={
+        "help": "first_order (default: same accuracy as unrolled here at 1.10x plain cost vs 1.24x) | unrolled | neumann"})
     val_mode: str = field(default="resample", metadata={"help": "resample (class-balanced from train) | holdout"})
     holdout_ratio: float = field(default=0.2, metadata={"help": "stratified hold-out share (val_mode=holdout)"})
     val_batch_size: int = field(default=32, metadata={"help": "images per meta-validation batch"})
