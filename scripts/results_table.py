@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from metapeft.experiments.aggregate import fmt_pm, md_table, mean_std
+from metapeft.peft import PeftConfig
 
 METRICS = ("overall", "balanced", "many", "medium", "few")
 NAMES = {"lora": "LoRA", "adapter": "Adapter", "adaptformer": "AdaptFormer", "vpt_deep": "VPT-deep",
@@ -26,9 +27,8 @@ NAMES = {"lora": "LoRA", "adapter": "Adapter", "adaptformer": "AdaptFormer", "vp
 
 def lookup(cfg: dict, key: str):
     section, _, name = key.partition(".")
-    if key == "peft.scale":
-        alpha, rank = cfg["peft"].get("alpha"), cfg["peft"].get("rank", 4)
-        return 1.0 if alpha is None else alpha / rank
+    if key == "peft.scale":  # derived: the module scale α the run applied (LoRA: alpha / rank)
+        return PeftConfig.from_dict(cfg["peft"]).scale
     return cfg.get(section, {}).get(name)
 
 

@@ -9,7 +9,6 @@ a silently half-loaded backbone trains fine and just gives worse numbers.
 from __future__ import annotations
 
 import contextlib
-
 import importlib
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -32,6 +31,11 @@ class BackboneWeightsError(RuntimeError):
     """Weights could not be obtained (no network, bad file) or do not fit the backbone."""
 
 
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """timm attention modules that can switch between fused SDPA and the plain path."""
+    return [m for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+
+
 def set_fused_attention(model: nn.Module, enabled: bool) -> int:
     """Switch timm's fused SDPA attention on/off in every attention module; returns how many changed.
 
@@ -39,8 +43,8 @@ def set_fused_attention(model: nn.Module, enabled: bool) -> int:
     ``aten::_scaled_dot_product_flash_attention_for_cpu_backward`` has no derivative.
     """
     changed = 0
-    for module in model.modules():
-        if isinstance(getattr(module, "fused_attn", None), bool) and module.fused_attn != enabled:
+    for module in attention_modules(model):
+        if module.fused_attn != enabled:
             module.fused_attn = enabled
             changed += 1
     return changed
@@ -53,7 +57,7 @@ def unfused_attention(model: nn.Module) -> Iterator[None]:
     Lets a run keep fused SDPA for its ordinary steps and pay for the unfused path only on the
     steps whose graph is differentiated again (the unrolled / Neumann hypergradient).
     """
-    saved = [(m, m.fused_attn) for m in model.modules() if isinstance(getattr(m, "fused_attn", None), bool)]
+    saved = [(m, m.fused_attn) for m in attention_modules(model)]
     for m, _ in saved:
         m.fused_attn = False
     try:

@@ -34,8 +34,7 @@ def test_features(run_dir: Path) -> dict[str, Any]:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
-    frozen = build_model(cfg, ds.num_classes)
+    frozen = build_model(cfg, ds.num_classes)  # seeds itself: the run's exact starting weights
     pcfg = tuned.pretrained_cfg
     data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
     feats = {}

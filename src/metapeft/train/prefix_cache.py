@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ..config import RunConfig
 from ..peft import gamma_parameters, vit_blocks
+from .checkpoint import atomic_save_safetensors
 from .pipeline import RunData, split_train
 
 CACHE_FORMAT = 1  # bump when the token layout or the prefix computation changes
@@ -122,11 +121,10 @@ def prefix_tokens(model: nn.Module, images, transform, start: int, device: torch
 def prefix_key(cfg: RunConfig, start: int) -> str:
     """What the cached tokens depend on: the data, the frozen backbone (and its seed when randomly
     initialised), the resolution and k. Not the PEFT sites: none may live in blocks < k."""
-    model = asdict(cfg.model)
     random_init = cfg.model.pretrained in (None, False) and not cfg.model.init_from
-    spec = {"format": CACHE_FORMAT, "data": asdict(cfg.data), "model": model, "start": start,
+    spec = {"format": CACHE_FORMAT, "data": asdict(cfg.data), "model": asdict(cfg.model), "start": start,
             "seed": cfg.train.seed if random_init else None}
-    if spec["model"].get("init_from"):  # the weights file, not just its name
+    if cfg.model.init_from:  # the weights file, not just its name
         from .model import init_weights_path
 
         path = init_weights_path(cfg.model.init_from)
@@ -142,11 +140,7 @@ def _tokens(model: nn.Module, data: RunData, start: int, device: torch.device, s
     tokens = {"train": prefix_tokens(model, data.ds.train, data.eval_tf, start, device),
               "test": prefix_tokens(model, data.ds.test, data.eval_tf, start, device)}
     if path is not None:  # atomic: a concurrent cell either sees the whole file or none
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        save_file({k: v.contiguous() for k, v in tokens.items()}, tmp)
-        os.replace(tmp, path)
+        atomic_save_safetensors(tokens, path)
     return tokens
 
 
