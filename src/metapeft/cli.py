@@ -65,6 +65,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="comma-separated train.seed values, e.g. 0,1,2 (the last grid axis)")
     p.add_argument("--optuna", type=int, metavar="N_TRIALS", help="Optuna TPE search instead of a grid")
     p.add_argument("--sampler-seed", type=int, default=0, help="seed of the TPE sampler (--optuna)")
+    p.add_argument("--startup-trials", type=int, help="random trials before TPE models the results "
+                                                      "(--optuna; default Optuna's 10)")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="where cells run: local (one after another, in-process) or ray (Ray Tune trials; "
                         "needs metapeft[ray])")
@@ -147,7 +149,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                               "use --backend local")
         spec = (HpoSpec.load(args.out, args.optuna) if old is not None else
                 HpoSpec.create(args.config, fixed_overrides() + args.overrides, args.optuna or 0, args.depth,
-                               args.sampler_seed))
+                               args.sampler_seed, args.startup_trials))
         study = run_hpo(spec, args.out, verbose=args.verbose, echo=echo)
         rows = [r for r in trial_rows(study) if r["state"] == "COMPLETE"]
         if rows:

@@ -73,3 +73,21 @@ def test_interrupted_trial_is_requeued_into_its_run_dir(tmp_path, tiny_cell):
     rows = hpo.trial_rows(hpo.run_hpo(spec, out, echo=lambda msg: None))
     assert [r["state"] for r in rows] == ["FAIL", "COMPLETE"]
     assert rows[1]["positions"] == "v" and rows[1]["run_dir"] == f"trials/{trial_dir_name(params)}"
+
+
+def test_startup_trials_reach_the_sampler_and_survive_resume(tmp_path, tiny_cell, monkeypatch):
+    import optuna
+
+    seen: list[int] = []
+    real = optuna.samplers.TPESampler
+    monkeypatch.setattr(optuna.samplers, "TPESampler",
+                        lambda **kw: (seen.append(kw.get("n_startup_trials", -1)), real(**kw))[1])
+    monkeypatch.setattr(hpo, "local_backend", lambda cfg, d, q: (_ for _ in ()).throw(RuntimeError("not trained")))
+    out = tmp_path / "hpo"
+    assert main(["sweep", "--optuna", "1", "--startup-trials", "3", "--depth", "2", "--set", *tiny_cell,
+                 "--out", str(out), "-q"]) == 0
+    assert main(["sweep", "--out", str(out), "--optuna", "2", "-q"]) == 0, "resume keeps the setting"
+    assert [n for n in seen if n != -1] == [3, 3], "(-1: Optuna's own default sampler in create_study)"
+    assert hpo.HpoSpec.load(out).startup_trials == 3
+    assert main(["sweep", "--optuna", "1", "--startup-trials", "0", "--set", *tiny_cell,
+                 "--out", str(tmp_path / "bad"), "-q"]) == 2

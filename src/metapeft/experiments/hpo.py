@@ -59,20 +59,24 @@ class HpoSpec:
     seed: int = 0
     config_file: str | None = None
     overrides: list[str] = field(default_factory=list)
+    startup_trials: int | None = None   # TPE's random start-up trials; None: Optuna's default (10)
 
     @classmethod
     def create(cls, config: str | Path | None, overrides: list[str], n_trials: int, depth: int = 12,
-               seed: int = 0) -> "HpoSpec":
+               seed: int = 0, startup_trials: int | None = None) -> "HpoSpec":
         if n_trials < 1 or depth < 1:
             raise ConfigError("--optuna needs N >= 1 trials and --depth >= 1")
+        if startup_trials is not None and startup_trials < 1:
+            raise ConfigError(f"--startup-trials must be >= 1, got {startup_trials}")
         base = resolve_base(config, overrides)
         if base["peft"]["method"] != "lora":
             raise ConfigError(f"--optuna searches LoRA positions; peft.method is {base['peft']['method']!r}")
-        return cls(base, n_trials, depth, seed, str(config) if config else None, list(overrides))
+        return cls(base, n_trials, depth, seed, str(config) if config else None, list(overrides), startup_trials)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "optuna", "n_trials": self.n_trials, "depth": self.depth, "sampler_seed": self.seed,
-                "objective": VAL_KEY, "config_file": self.config_file, "overrides": self.overrides, "base": self.base}
+                "startup_trials": self.startup_trials, "objective": VAL_KEY, "config_file": self.config_file,
+                "overrides": self.overrides, "base": self.base}
 
     @classmethod
     def load(cls, out: Path, n_trials: int | None = None) -> "HpoSpec":
@@ -80,7 +84,7 @@ class HpoSpec:
         if d is None or d["kind"] != "optuna":
             raise ConfigError(f"{out} holds no Optuna study to resume (no sweep.yaml of kind optuna)")
         return cls(d["base"], n_trials or d["n_trials"], d["depth"], d["sampler_seed"], d.get("config_file"),
-                   d.get("overrides") or [])
+                   d.get("overrides") or [], d.get("startup_trials"))
 
 
 def suggest(trial: Any, depth: int) -> dict[str, Any]:
@@ -125,7 +129,10 @@ def run_hpo(spec: HpoSpec, out: Path, *, verbose: bool = False, echo: Callable[[
     study = optuna.create_study(storage=storage, study_name=STUDY, direction="maximize", load_if_exists=True)
     _requeue_interrupted(study, storage)
     # reseeding with the trial count keeps a resumed study from re-drawing its first random proposals
-    study.sampler = optuna.samplers.TPESampler(seed=spec.seed + len(study.trials))
+    # Optuna's TPE samples its first 10 trials at random: a study of ~10 trials is random search unless
+    # ``startup_trials`` lowers that
+    startup = {} if spec.startup_trials is None else {"n_startup_trials": spec.startup_trials}
+    study.sampler = optuna.samplers.TPESampler(seed=spec.seed + len(study.trials), **startup)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     remaining = spec.n_trials - len(study.get_trials(deepcopy=False, states=finished_states))
 
