@@ -7,7 +7,8 @@
 The oracle is the grid cell with the best *test* balanced accuracy (selected on test, so an upper bound
 no real user can pick); its cost is the whole grid. An Optuna study picks its trial by the training-set
 hold-out objective and reports that trial's test accuracy; its cost is the sum over its trials. A
-``--method`` row averages the seeds of the finished runs under DIR/cells. "of oracle" is the row's
+``--method LABEL=DIR`` row averages the seeds of the finished runs under DIR/cells;
+``LABEL=DIR:GLOB`` keeps only the cells whose name matches GLOB (e.g. ``DIR:meta.lr=1.0__*``). "of oracle" is the row's
 balanced accuracy divided by the oracle's; "of grid span" places it between the grid's worst cell (0)
 and the oracle (1).
 """
@@ -52,7 +53,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", nargs="+", type=Path, required=True, help="sweep directories forming the grid")
     ap.add_argument("--optuna", nargs="*", type=Path, default=[], help="Optuna study directories")
-    ap.add_argument("--method", action="append", default=[], metavar="LABEL=DIR", help="seeded runs, DIR/cells/*")
+    ap.add_argument("--method", action="append", default=[], metavar="LABEL=DIR[:GLOB]",
+                    help="seeded runs, DIR/cells/GLOB (default *)")
     args = ap.parse_args()
 
     cells = grid_cells(args.grid)
@@ -71,10 +73,11 @@ def main() -> None:
         rows.append([f"Optuna {study.name}: {pick['name']}", f"{100 * pick['balanced']:.1f}", f"{100 * pick['few']:.1f}",
                      tot["trials"], tot["epochs"], f"{tot['wall'] / 60:.1f}", *share(pick["balanced"])])
     for spec in args.method:
-        label, _, path = spec.partition("=")
-        runs = [run_record(p.parent) for p in sorted(Path(path).glob("cells/*/metrics.json"))]
+        label, _, where = spec.partition("=")
+        path, _, pattern = where.partition(":")
+        runs = [run_record(p.parent) for p in sorted(Path(path).glob(f"cells/{pattern or '*'}/metrics.json"))]
         if not runs:
-            raise SystemExit(f"{path}: no finished run")
+            raise SystemExit(f"{where}: no finished run")
         b = [r["balanced"] for r in runs]
         rows.append([f"{label} ({len(runs)} seeds)", fmt_pm(b), fmt_pm([r["few"] for r in runs]), 1,
                      runs[0]["epochs"], f"{mean_std([r['wall'] for r in runs])[0] / 60:.1f}",

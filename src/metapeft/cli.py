@@ -42,6 +42,7 @@ SWEEP_EPILOG = """grid syntax (values parsed as YAML, like --set):
   --grid "peft.positions=q,v;k;mlp1" with ';' only ';' splits (values q,v | k | mlp1);
                                      a trailing ';' makes one list value: "peft.positions=q,v;"
   --grid peft.scale=0.5,1,2          derived key: module scale alpha/r, written as peft.alpha
+  --set peft.scale=4                 the same as a fixed value: alpha follows each cell's rank
 presets: fig1c (position x block, --depth L), fig1d (position x scale 2^-4..2^7), rank_scale
   (rank 1..16 x scale 2^-4..2^7); --grid on the same key replaces the preset's axis.
 each cell is a run directory DIR/cells/<slug>; results in DIR/results.csv and DIR/results.json.

@@ -9,6 +9,8 @@ from metapeft.experiments.cellconfig import build_cell_config, resolve_base
 from metapeft.experiments.grid import (
     Axis, cell_slug, expand, merge_axes, parse_axis, seeds_axis, split_values, unique_slugs,
 )
+from metapeft.experiments.hpo import HpoSpec
+from metapeft.experiments.sweep import SweepSpec, plan
 
 
 @pytest.mark.parametrize("raw,values", [
@@ -81,3 +83,18 @@ def test_cell_config_values_and_derived_scale():
 def test_bad_cell_values(cell, needle):
     with pytest.raises(ConfigError, match=needle):
         build_cell_config(resolve_base(None, []), cell)
+
+
+def test_fixed_scale_override_applies_per_cell():
+    """``sweep --set peft.scale=4 --grid peft.rank=1,4``: the scale (not α) is what stays fixed."""
+    spec = SweepSpec.create(None, ["peft.scale=4", "peft.method=lora"], [Axis("peft.rank", ("1", "4"))])
+    [(slug1, _, cfg1), (slug4, _, cfg4)] = plan(spec)
+    assert (cfg1.peft.alpha, cfg4.peft.alpha) == (4.0, 16.0) and cfg1.peft.scale == cfg4.peft.scale == 4.0
+    assert slug1 == "peft.rank=1", "a fixed override is not part of the cell's name"
+    # a cell value wins over the fixed one
+    spec = SweepSpec.create(None, ["peft.scale=4"], [Axis("peft.scale", ("0.5",))])
+    assert plan(spec)[0][2].peft.scale == 0.5
+    with pytest.raises(ConfigError, match="must be > 0"):
+        SweepSpec.create(None, ["peft.scale=0"], [Axis("peft.rank", ("1",))])
+    with pytest.raises(ConfigError, match="--optuna searches peft.scale"):
+        HpoSpec.create(None, ["peft.scale=4"], n_trials=2)

@@ -21,6 +21,7 @@ def test_fractions_of_oracle_and_optuna_selection(tmp_path):
     _run(tmp_path / "grid/cells/b", 0.60, 0.5)
     _run(tmp_path / "meta/cells/s0", 0.40, 0.3)
     _run(tmp_path / "meta/cells/s1", 0.50, 0.3)
+    _run(tmp_path / "meta/cells/lr=2__s0", 0.10, 0.1)                # filtered out by the GLOB below
     study = tmp_path / "study"
     study.mkdir()
     (study / "optuna_trials.csv").write_text(
@@ -29,7 +30,7 @@ def test_fractions_of_oracle_and_optuna_selection(tmp_path):
         "1,COMPLETE,0.1,val_balanced,v,last:1,2.0,1,30,0.55,0.4\n"
         "2,PRUNED,,,,last:1,2.0,,,,\n")
     out = subprocess.run([sys.executable, str(SCRIPT), "--grid", str(tmp_path / "grid"), "--optuna", str(study),
-                          "--method", f"M={tmp_path / 'meta'}"], capture_output=True, text=True, check=True).stdout
+                          "--method", f"M={tmp_path / 'meta'}:s*"], capture_output=True, text=True, check=True).stdout
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.splitlines()[2:]}
     oracle = next(r for k, r in rows.items() if k.startswith("grid oracle"))
     assert oracle[1] == "60.0" and oracle[3:5] == ["2", "6"]

@@ -3,6 +3,7 @@
 Grid keys are ordinary ``--set`` keys, plus one derived key, ``peft.scale``: the fixed module
 scale α/r that the paper's Fig. 1(d) varies. It is turned into ``peft.alpha`` after the rest of
 the cell is applied, so ``peft.rank × peft.scale`` grids keep the scale (not α) fixed per column.
+A sweep's fixed ``--set peft.scale=X`` is applied the same way, per cell, so it holds across a rank axis.
 """
 
 from __future__ import annotations
@@ -28,9 +29,29 @@ def alpha_for_scale(peft: PeftConfig, scale: float) -> float:
     return float(scale) * peft.rank if peft.method == "lora" else float(scale)
 
 
+def split_derived(overrides: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(ordinary ``--set`` overrides, derived ones such as ``peft.scale`` as key → raw value)."""
+    plain: list[str] = []
+    derived: dict[str, str] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if sep and key.strip() in DERIVED_KEYS:
+            derived[key.strip()] = raw.strip()
+        else:
+            plain.append(item)
+    return plain, derived
+
+
 def resolve_base(config: str | Path | None, overrides: list[str]) -> dict[str, Any]:
-    """The full base config as a plain dict (every field explicit, so it is stored self-contained)."""
-    return RunConfig.load(config, overrides).to_dict()
+    """The full base config as a plain dict (every field explicit, so it is stored self-contained).
+
+    Derived overrides are left out here: they depend on the cell (α = scale·r needs the cell's rank),
+    so ``plan`` applies them per cell via ``split_derived``.
+    """
+    plain, derived = split_derived(overrides)
+    for key, raw in derived.items():
+        _positive_float(key, raw)
+    return RunConfig.load(config, plain).to_dict()
 
 
 def build_cell_config(base: dict[str, Any], cell: Cell) -> RunConfig:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError, TrainConfig
 from ..train.checkpoint import atomic_write_text
-from .cellconfig import SCALE_KEY, build_cell_config, resolve_base
+from .cellconfig import SCALE_KEY, build_cell_config, resolve_base, split_derived
 from .grid import Cell
 from .manifest import check_compatible, read_manifest, write_manifest
 from .presets import LORA_POSITIONS
@@ -68,6 +68,8 @@ class HpoSpec:
             raise ConfigError("--optuna needs N >= 1 trials and --depth >= 1")
         if startup_trials is not None and startup_trials < 1:
             raise ConfigError(f"--startup-trials must be >= 1, got {startup_trials}")
+        if split_derived(overrides)[1]:
+            raise ConfigError(f"--optuna searches {SCALE_KEY} itself; drop --set {SCALE_KEY}=...")
         base = resolve_base(config, overrides)
         if base["peft"]["method"] != "lora":
             raise ConfigError(f"--optuna searches LoRA positions; peft.method is {base['peft']['method']!r}")

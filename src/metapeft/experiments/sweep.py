@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError, RunConfig
 from ..train.checkpoint import atomic_write_text
-from .cellconfig import build_cell_config, resolve_base
+from .cellconfig import build_cell_config, resolve_base, split_derived
 from .grid import Axis, Cell, expand, unique_slugs
 from .manifest import check_compatible, read_manifest, write_manifest
 from .results import run_row, write_results
@@ -76,10 +76,11 @@ class CellOutcome:
 def plan(spec: SweepSpec) -> list[tuple[str, Cell, RunConfig]]:
     """(slug, cell, config) of every cell; builds them all first so a bad value fails before any training."""
     cells = spec.cells()
+    _, fixed = split_derived(spec.overrides)   # e.g. --set peft.scale=4: α follows each cell's rank
     out = []
     for slug, cell in zip(unique_slugs(cells), cells):
         try:
-            out.append((slug, cell, build_cell_config(spec.base, cell)))
+            out.append((slug, cell, build_cell_config(spec.base, {**fixed, **cell})))
         except ConfigError as e:
             raise ConfigError(f"grid cell {slug}: {e}") from None
     return out
