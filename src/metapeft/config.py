@@ -82,8 +82,9 @@ class MetaConfig:
     val_augment: bool = field(default=True, metadata={"help": "augment meta-validation batches like training"})
     interval: int = field(default=10, metadata={"help": "one meta step every N inner steps (cost ~1/N)"})
     optimizer: str = field(default="adam", metadata={"help": "adam | sgd (for γ)"})
-    lr: float = field(default=0.25, metadata={"help": "meta learning rate (scale with interval: Adam moves γ "
-                                                        "~lr per meta step)"})
+    lr: float = field(default=0.25, metadata={"help": "meta learning rate (Adam moves γ ~lr per meta step). "
+                                                        "0.25 is safe for every method; LoRA at short budgets "
+                                                        "gained most at 1.0 (docs/results.md)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (optimizer=sgd)"})
     weight_decay: float = field(default=0.0, metadata={"help": "weight decay on γ (pulls γ to 0)"})
     outer_loss: str = field(default="balanced_ce", metadata={"help": "balanced_ce | ce | la"})
