@@ -93,3 +93,7 @@ def test_changed_base_config_is_refused(tmp_path):
         check_compatible(tmp_path, "grid", {"train": {"lr": 0.1}})
     with pytest.raises(ConfigError, match="holds a grid sweep"):
         check_compatible(tmp_path, "optuna", {"train": {"lr": 0.01}})
+    # a config field added later with default None (e.g. peft.gamma_max) keeps old sweeps resumable
+    check_compatible(tmp_path, "grid", {"train": {"lr": 0.01, "new_field": None}})
+    with pytest.raises(ConfigError, match=r"train\.new_field: None → 3"):
+        check_compatible(tmp_path, "grid", {"train": {"lr": 0.01, "new_field": 3}})

@@ -25,6 +25,8 @@ def test_yaml_round_trip():
     ({"gamma_shape": "matrix"}, "gamma_shape"),
     ({"gamma_constraint": "sigmoid"}, "gamma_constraint"),
     ({"gamma_constraint": "softplus", "gamma_init": 0.0}, "gamma_init"),
+    ({"gamma_max": 0.5}, "gamma_max"),                       # below the init of 1
+    ({"gamma_max": -2.0}, "gamma_max"),
     ({"blocks": "first"}, "blocks"),
 ])
 def test_bad_values_are_rejected(kwargs, match):
@@ -59,3 +61,27 @@ def test_modulator_constraints():
     assert raw.value().item() == pytest.approx(-0.3)
     chan = Modulator(4, shape="channel", init=2.0)
     assert torch.equal(chan(torch.ones(3, 4)), torch.full((3, 4), 2.0))
+
+
+@pytest.mark.parametrize("constraint", ["none", "clamp", "softplus"])
+def test_gamma_max_bounds_every_constraint(constraint):
+    mod = Modulator(4, shape="channel", init=1.0, constraint=constraint, max_abs=2.0)
+    with torch.no_grad():
+        mod.gamma.copy_(torch.tensor([-9.0, -1.5, 1.5, 9.0]))
+    mod.project()
+    low = {"none": -2.0, "clamp": 0.0, "softplus": None}[constraint]
+    got = mod.value()
+    assert got.max().item() == pytest.approx(2.0, rel=1e-5) and (got.abs() <= 2.0 + 1e-5).all()
+    if low is not None:
+        assert got.min().item() == pytest.approx(low, abs=1e-6)
+    assert got[2].item() == pytest.approx(1.5 if constraint != "softplus" else torch.nn.functional.softplus(
+        torch.tensor(1.5)).item(), rel=1e-6), "values inside the bound are left alone"
+
+
+def test_gamma_max_reaches_the_model(make_vit):
+    model = mp.apply_peft(make_vit(), mp.PeftConfig(method="lora", positions=["q", "mlp1"], gamma_max=1.5))
+    for mod in mp.peft.modulators(model).values():
+        with torch.no_grad():
+            mod.gamma.fill_(7.0)
+    mp.peft.project_gammas(model)   # what the meta learner calls after every γ update
+    assert set(mp.gamma_map(model).values()) == {1.5}

@@ -37,8 +37,10 @@ def check_compatible(out: Path, kind: str, base: dict[str, Any]) -> None:
         return
     if old["kind"] != kind:
         raise ConfigError(f"{out} holds a {old['kind']} sweep, not {kind}; choose another --out")
-    if old.get("base") != base:
-        diff = _diff(old.get("base") or {}, base)
+    # A field added to the config since the sweep started reads as None in the old manifest, so a new
+    # field whose default is None does not block resuming an old sweep.
+    diff = _diff(old.get("base") or {}, base)
+    if diff:
         raise ConfigError(f"{out} was swept with another base config ({'; '.join(diff[:5])}); "
                           f"finished cells would not be comparable. Choose another --out")
 

@@ -41,7 +41,8 @@ def _modulator_factory(cfg: PeftConfig) -> Callable[[int], Modulator | None]:
     def make(channels: int) -> Modulator | None:
         if not cfg.has_gamma:
             return None
-        return Modulator(channels, shape=cfg.gamma_shape, init=cfg.gamma_init, constraint=cfg.gamma_constraint)
+        return Modulator(channels, shape=cfg.gamma_shape, init=cfg.gamma_init, constraint=cfg.gamma_constraint,
+                         max_abs=cfg.gamma_max)
     return make
 
 
@@ -193,7 +194,7 @@ def gamma_map(model: nn.Module) -> dict[tuple[int, str], float | list[float]]:
 
 
 def project_gammas(model: nn.Module) -> None:
-    """Apply each modulator's constraint after an update (clamp γ ≥ 0 where asked)."""
+    """Apply each modulator's constraint after an update (γ ≥ 0, |γ| ≤ gamma_max where asked)."""
     for mod in modulators(model).values():
         mod.project()
 

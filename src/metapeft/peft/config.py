@@ -43,6 +43,8 @@ class PeftConfig:
     gamma_init: float = field(default=1.0, metadata={"help": "initial γ"})
     gamma_shape: str = field(default="scalar", metadata={"help": "'scalar' per site or 'channel'"})
     gamma_constraint: str = field(default="none", metadata={"help": "none | clamp | softplus"})
+    gamma_max: float | None = field(default=None, metadata={"help": "bound |γ| <= this after every meta step "
+                                                                   "(None: unbounded)"})
     vpt_length: int = field(default=10, metadata={"help": "VPT prompt tokens per prompted block"})
     train_head: bool = field(default=True, metadata={"help": "train the classifier head"})
 
@@ -75,6 +77,8 @@ class PeftConfig:
             raise ValueError(f"peft.gamma_constraint must be none|clamp|softplus, got {self.gamma_constraint!r}")
         if self.gamma_constraint == "softplus" and self.gamma_init <= 0:
             raise ValueError("peft.gamma_init must be > 0 with gamma_constraint=softplus")
+        if self.gamma_max is not None and not 0 < abs(self.gamma_init) <= self.gamma_max:
+            raise ValueError(f"peft.gamma_max must be > 0 and >= |gamma_init|, got {self.gamma_max}")
         if isinstance(self.blocks, str) and self.blocks != "all" and not self.blocks.startswith("last:"):
             try:
                 self.blocks = [int(b) for b in self.blocks.split(",") if b.strip()]

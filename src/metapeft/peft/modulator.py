@@ -32,6 +32,8 @@ class Modulator(nn.Module):
 
     Constraints: ``none`` (raw γ, may cross zero), ``clamp`` (γ ≥ 0, enforced by
     :meth:`project` after each meta step), ``softplus`` (γ = softplus(ρ), always > 0).
+    ``max_abs`` bounds |γ| the same way: a meta step can then never push a site past the
+    scale at which training collapses (docs/results.md: meta lr 1.0 with train lr 0.03).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class Modulator(nn.Module):
         shape: GammaShape = "scalar",
         init: float = 1.0,
         constraint: GammaConstraint = "none",
+        max_abs: float | None = None,
     ) -> None:
         super().__init__()
         if shape not in ("scalar", "channel"):
@@ -49,7 +52,10 @@ class Modulator(nn.Module):
             raise ValueError(f"gamma constraint must be none|clamp|softplus, got {constraint!r}")
         if constraint == "clamp" and init < 0:
             raise ValueError(f"clamp-constrained gamma needs init >= 0, got {init}")
+        if max_abs is not None and not 0 < abs(init) <= max_abs:
+            raise ValueError(f"gamma max_abs must be > 0 and >= |init|, got max_abs={max_abs}, init={init}")
         self.constraint = constraint
+        self.max_abs = max_abs
         raw = _softplus_inverse(init) if constraint == "softplus" else float(init)
         size = () if shape == "scalar" else (channels,)
         # Stored as the raw parameter; `value()` applies the constraint.
@@ -65,9 +71,14 @@ class Modulator(nn.Module):
 
     @torch.no_grad()
     def project(self) -> None:
-        """Map γ back onto its feasible set (only ``clamp`` needs it)."""
+        """Map γ back onto its feasible set (``clamp``: γ ≥ 0; ``max_abs``: |γ| ≤ max_abs)."""
         if self.constraint == "clamp":
             self.gamma.clamp_(min=0.0)
+        if self.max_abs is not None:
+            if self.constraint == "softplus":   # softplus(ρ) ≤ m  ⇔  ρ ≤ softplus⁻¹(m)
+                self.gamma.clamp_(max=_softplus_inverse(self.max_abs))
+            else:
+                self.gamma.clamp_(min=-self.max_abs, max=self.max_abs)
 
     @torch.no_grad()
     def set_value(self, value: float | torch.Tensor) -> None:
@@ -79,4 +90,5 @@ class Modulator(nn.Module):
 
     def extra_repr(self) -> str:
         shape = "scalar" if self.gamma.dim() == 0 else f"channel({self.gamma.numel()})"
-        return f"{shape}, constraint={self.constraint}"
+        bound = "" if self.max_abs is None else f", max_abs={self.max_abs}"
+        return f"{shape}, constraint={self.constraint}{bound}"
