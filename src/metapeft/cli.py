@@ -4,8 +4,9 @@
     metapeft eval --checkpoint runs/x
     metapeft info
 
-Bad input (missing file, unknown key, bad value, corrupt data) prints one ``error:`` line and
-exits with code 2; nothing already written in a run directory is lost.
+Bad input (missing file, unknown key, bad value, corrupt data or checkpoint, a run directory in use)
+prints one ``error:`` line and exits with code 2 before anything in the run directory is changed;
+any other exception is a bug and prints its traceback.
 """
 
 from __future__ import annotations
@@ -217,16 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "sweep": cmd_sweep,
                 "report": cmd_report}
-    from .backbones import BackboneWeightsError, BundledWeightsError
-    from .config import ConfigError
-    from .data import DataError
-    from .train import RunDirError
+    from .errors import MetapeftError
 
     try:
         return handlers[args.command](args)
-    except (ConfigError, DataError, RunDirError, BackboneWeightsError, BundledWeightsError,
-            FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except MetapeftError as e:  # the tool's own errors only: anything else is a bug and keeps its traceback
+        print(f"error: {' '.join(str(e).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: the last complete checkpoint is kept (use --resume)", file=sys.stderr)

@@ -8,149 +8,137 @@ and bad values are rejected with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
+from .errors import ConfigError
 from .peft.config import PeftConfig
+from .validation import check_depth, spec, validate_fields
 
-
-class ConfigError(ValueError):
-    """A bad configuration key or value (the CLI prints it and exits with code 2)."""
+__all__ = ["ConfigError", "DataConfig", "MetaConfig", "ModelConfig", "RunConfig", "TrainConfig", "apply_override"]
 
 
 @dataclass
 class DataConfig:
-    name: str = field(default="aid", metadata={"help": "dataset name or format (aid, mstar_soc, imagefolder, ...)"})
-    root: str | None = field(default=None, metadata={"help": "data root; default $METAPEFT_DATA or ../shared/data"})
-    imbalance_ratio: float | None = field(default=50.0, metadata={"help": "long-tail IR of the train set; null = natural"})
-    split_seed: int = field(default=0, metadata={"help": "seed of the train/test split and the LT subsampling"})
-    test_fraction: float = field(default=0.2, metadata={"help": "test share when the source has no split"})
-    group_thresholds: list[int] = field(default_factory=lambda: [100, 20],
-                                        metadata={"help": "many > t0 >= medium >= t1 > few (train counts)"})
-    max_per_class: int | None = field(default=None, metadata={"help": "cap train images per class (before LT)"})
-    image_size: int | None = field(default=None, metadata={"help": "decode size for folder/list formats"})
-    augment: bool = field(default=True, metadata={"help": "random resized crop + flip on training batches"})
-    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "RRC area range"})
-    options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra format kwargs (list files, ...)"})
+    name: str = field(default="aid", metadata=spec("dataset name or format (aid, mstar_soc, imagefolder, ...)"))
+    root: str | None = field(default=None, metadata=spec("data root; default $METAPEFT_DATA or ../shared/data"))
+    imbalance_ratio: float | None = field(default=50.0, metadata=spec("long-tail IR of the train set; null = natural",
+                                                                      ge=1))
+    split_seed: int = field(default=0, metadata=spec("seed of the train/test split and the LT subsampling", ge=0))
+    test_fraction: float = field(default=0.2, metadata=spec("test share when the source has no split", gt=0, lt=1))
+    group_thresholds: list[int] = field(default_factory=lambda: [100, 20], metadata=spec(
+        "many > t0 >= medium >= t1 > few (train counts)", ge=0, length=2))
+    max_per_class: int | None = field(default=None, metadata=spec("cap train images per class (before LT)", ge=1))
+    image_size: int | None = field(default=None, metadata=spec("decode size for folder/list formats", ge=1))
+    augment: bool = field(default=True, metadata=spec("random resized crop + flip on training batches"))
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata=spec("RRC area range", gt=0, le=1,
+                                                                                     length=2))
+    options: dict[str, Any] = field(default_factory=dict, metadata=spec("extra format kwargs (list files, ...)"))
 
     def __post_init__(self) -> None:
-        if self.imbalance_ratio is not None and self.imbalance_ratio < 1:
-            raise ConfigError(f"data.imbalance_ratio must be >= 1 (or null), got {self.imbalance_ratio}")
-        if not 0 < self.test_fraction < 1:
-            raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
-        if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if len(self.group_thresholds) != 2 or self.group_thresholds[0] < self.group_thresholds[1]:
-            raise ConfigError(f"data.group_thresholds must be [many, few] with many >= few, got {self.group_thresholds}")
+        validate_fields(self, "data")
+        if self.crop_scale[0] > self.crop_scale[1]:
+            raise ConfigError(f"data.crop_scale = {self.crop_scale}: must be [lo, hi] with lo <= hi")
+        if self.group_thresholds[0] < self.group_thresholds[1]:
+            raise ConfigError(f"data.group_thresholds = {self.group_thresholds}: must be [many, few] with many >= few")
 
 
 @dataclass
 class ModelConfig:
-    name: str = field(default="vit_small_patch14_dinov2", metadata={"help": "timm model name"})
-    pretrained: str | None = field(default="bundled", metadata={"help": "bundled | file path | timm tag | null"})
-    img_size: int = field(default=56, metadata={"help": "input resolution"})
-    head: str = field(default="cosine", metadata={"help": "cosine | linear"})
-    head_scale: float = field(default=25.0, metadata={"help": "logit scale of the cosine classifier"})
-    head_init: str = field(default="class_mean", metadata={"help": "class_mean (frozen features) | random"})
-    init_from: str | None = field(default=None, metadata={"help": "run dir whose merged weights start the backbone"})
+    name: str = field(default="vit_small_patch14_dinov2", metadata=spec("timm model name"))
+    pretrained: str | None = field(default="bundled", metadata=spec("bundled | file path | timm tag | null"))
+    img_size: int = field(default=56, metadata=spec("input resolution (a multiple of the patch size)", ge=8))
+    head: Literal["cosine", "linear"] = field(default="cosine", metadata=spec("cosine | linear"))
+    head_scale: float = field(default=25.0, metadata=spec("logit scale of the cosine classifier", gt=0))
+    head_init: Literal["class_mean", "random"] = field(default="class_mean", metadata=spec(
+        "class_mean (frozen features) | random"))
+    init_from: str | None = field(default=None, metadata=spec("run dir whose merged weights start the backbone"))
     options: dict[str, Any] = field(default_factory=dict,
-                                    metadata={"help": "extra timm create_model kwargs (depth, patch_size, ...)"})
+                                    metadata=spec("extra timm create_model kwargs (depth, patch_size, ...)"))
 
     def __post_init__(self) -> None:
-        if self.head not in ("cosine", "linear"):
-            raise ConfigError(f"model.head must be cosine|linear, got {self.head!r}")
-        if self.head_init not in ("class_mean", "random"):
-            raise ConfigError(f"model.head_init must be class_mean|random, got {self.head_init!r}")
-        if self.img_size < 8:
-            raise ConfigError(f"model.img_size too small: {self.img_size}")
-        if self.head_scale <= 0:
-            raise ConfigError(f"model.head_scale must be > 0, got {self.head_scale}")
+        validate_fields(self, "model")
+        patch = self.options.get("patch_size")
+        if patch is None:
+            m = re.search(r"patch(\d+)", self.name)
+            patch = int(m.group(1)) if m else None
+        if isinstance(patch, int) and patch > 0 and self.img_size % patch:
+            lo = self.img_size - self.img_size % patch
+            raise ConfigError(f"model.img_size = {self.img_size}: must be a multiple of the patch size {patch} of "
+                              f"{self.name} (e.g. {lo or patch} or {lo + patch}); otherwise pixels are cropped away")
 
 
 @dataclass
 class MetaConfig:
-    enabled: bool = field(default=False, metadata={"help": "learn γ by bi-level optimisation"})
-    hypergrad: str = field(default="first_order", metadata={
-        "help": "first_order (default: same accuracy as unrolled here at 1.10x plain cost vs 1.24x) | unrolled | neumann"})
-    val_mode: str = field(default="resample", metadata={"help": "resample (class-balanced from train) | holdout"})
-    holdout_ratio: float = field(default=0.2, metadata={"help": "stratified hold-out share (val_mode=holdout)"})
-    val_batch_size: int = field(default=32, metadata={"help": "images per meta-validation batch"})
-    val_augment: bool = field(default=True, metadata={"help": "augment meta-validation batches like training"})
-    interval: int = field(default=10, metadata={"help": "one meta step every N inner steps (cost ~1/N)"})
-    optimizer: str = field(default="adam", metadata={"help": "adam | sgd (for γ)"})
-    lr: float = field(default=0.25, metadata={"help": "meta learning rate (Adam moves γ ~lr per meta step). "
-                                                        "0.25 is safe for every method; LoRA at short budgets "
-                                                        "gained most at 1.0 (docs/results.md)"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (optimizer=sgd)"})
-    weight_decay: float = field(default=0.0, metadata={"help": "weight decay on γ (pulls γ to 0)"})
-    outer_loss: str = field(default="balanced_ce", metadata={"help": "balanced_ce | ce | la"})
-    neumann_terms: int = field(default=3, metadata={"help": "Neumann series length (hypergrad=neumann)"})
-    prune_threshold: float = field(default=0.1, metadata={"help": "|γ| below this = site 'not inserted'"})
-    prune: bool = field(default=False, metadata={"help": "remove pruned sites before the final evaluation"})
+    enabled: bool = field(default=False, metadata=spec("learn γ by bi-level optimisation"))
+    hypergrad: Literal["first_order", "unrolled", "neumann"] = field(default="first_order", metadata=spec(
+        "first_order (default: same accuracy as unrolled here at 1.10x plain cost vs 1.24x) | unrolled | neumann"))
+    val_mode: Literal["resample", "holdout"] = field(default="resample", metadata=spec(
+        "resample (class-balanced from train) | holdout"))
+    holdout_ratio: float = field(default=0.2, metadata=spec("stratified hold-out share (val_mode=holdout)",
+                                                            gt=0, lt=1))
+    val_batch_size: int = field(default=32, metadata=spec("images per meta-validation batch", ge=1))
+    val_augment: bool = field(default=True, metadata=spec("augment meta-validation batches like training"))
+    interval: int = field(default=10, metadata=spec("one meta step every N inner steps (cost ~1/N)", ge=1))
+    optimizer: Literal["adam", "sgd"] = field(default="adam", metadata=spec("adam | sgd (for γ)"))
+    lr: float = field(default=0.25, metadata=spec("meta learning rate (Adam moves γ ~lr per meta step). "
+                                                  "0.25 is safe for every method; LoRA at short budgets "
+                                                  "gained most at 1.0 (docs/results.md)", gt=0))
+    momentum: float = field(default=0.9, metadata=spec("SGD momentum (optimizer=sgd)", ge=0, lt=1))
+    weight_decay: float = field(default=0.0, metadata=spec("weight decay on γ (pulls γ to 0)", ge=0))
+    outer_loss: Literal["balanced_ce", "ce", "la"] = field(default="balanced_ce", metadata=spec(
+        "balanced_ce | ce | la"))
+    neumann_terms: int = field(default=3, metadata=spec("Neumann series length (hypergrad=neumann)", ge=0))
+    prune_threshold: float = field(default=0.1, metadata=spec("|γ| below this = site 'not inserted'", ge=0))
+    prune: bool = field(default=False, metadata=spec("remove pruned sites before the final evaluation"))
 
     def __post_init__(self) -> None:
-        choices = {"hypergrad": ("first_order", "unrolled", "neumann"), "val_mode": ("resample", "holdout"),
-                   "optimizer": ("adam", "sgd"), "outer_loss": ("balanced_ce", "ce", "la")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"meta.{key} must be one of {'|'.join(allowed)}, got {getattr(self, key)!r}")
-        if self.interval < 1:
-            raise ConfigError(f"meta.interval must be >= 1, got {self.interval}")
-        if not 0 < self.holdout_ratio < 1:
-            raise ConfigError(f"meta.holdout_ratio must be in (0, 1), got {self.holdout_ratio}")
-        if self.lr <= 0 or self.val_batch_size < 1 or self.neumann_terms < 0:
-            raise ConfigError("meta.lr must be > 0, meta.val_batch_size >= 1, meta.neumann_terms >= 0")
+        validate_fields(self, "meta")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = field(default=10, metadata={"help": "training epochs"})
-    batch_size: int = field(default=32, metadata={"help": "images per optimizer step"})
-    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
-    optimizer: str = field(default="sgd", metadata={"help": "sgd | adamw"})
-    lr: float = field(default=0.01, metadata={"help": "learning rate of φ"})
-    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
-    weight_decay: float = field(default=5e-4, metadata={"help": "weight decay of φ"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps before the cosine schedule"})
-    loss: str = field(default="la", metadata={"help": "ce | la | balanced_softmax | focal"})
-    la_tau: float = field(default=1.0, metadata={"help": "logit-adjustment temperature τ"})
-    focal_gamma: float = field(default=2.0, metadata={"help": "focal loss γ"})
-    clip_grad: float | None = field(default=None, metadata={"help": "clip the gradient norm of φ"})
-    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (slow on CPUs without AMX)"})
-    seed: int = field(default=0, metadata={"help": "seed of init, data order, augmentation, meta sampling"})
-    eval_every: int = field(default=0, metadata={"help": "evaluate on test every N epochs (0: at the end)"})
-    val_holdout: float = field(default=0.0, metadata={
-        "help": "stratified share of train held out for model selection (HPO); reported as metrics.json 'val'"})
-    eval_batch_size: int = field(default=128, metadata={"help": "images per evaluation batch"})
-    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
-    threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
-    tensorboard: bool = field(default=True, metadata={"help": "write TensorBoard scalars"})
-    progress: bool = field(default=True, metadata={"help": "show progress bars"})
-    keep_checkpoints: int = field(default=1, metadata={"help": "epoch checkpoints to keep"})
-    cache_prefix: bool = field(default=True, metadata={
-        "help": "cache the frozen blocks before the first trainable site (only when data.augment=false)"})
-    prefix_cache_dir: str | None = field(default=None, metadata={
-        "help": "directory where cached prefix tokens are stored and shared between runs (sweeps: SWEEP/prefix_cache)"})
+    epochs: int = field(default=10, metadata=spec("training epochs", ge=1))
+    batch_size: int = field(default=32, metadata=spec("images per optimizer step", ge=1))
+    grad_accum: int = field(default=1, metadata=spec("micro-batches per optimizer step", ge=1))
+    optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata=spec("sgd | adamw"))
+    lr: float = field(default=0.01, metadata=spec("learning rate of φ", gt=0))
+    momentum: float = field(default=0.9, metadata=spec("SGD momentum", ge=0, lt=1))
+    weight_decay: float = field(default=5e-4, metadata=spec("weight decay of φ", ge=0))
+    warmup_steps: int = field(default=0, metadata=spec("linear warm-up steps before the cosine schedule", ge=0))
+    loss: Literal["ce", "la", "balanced_softmax", "focal"] = field(default="la", metadata=spec(
+        "ce | la | balanced_softmax | focal"))
+    la_tau: float = field(default=1.0, metadata=spec("logit-adjustment temperature τ", ge=0))
+    focal_gamma: float = field(default=2.0, metadata=spec("focal loss γ", ge=0))
+    clip_grad: float | None = field(default=None, metadata=spec("clip the gradient norm of φ", gt=0))
+    bf16: bool = field(default=False, metadata=spec("bf16 autocast (slow on CPUs without AMX)"))
+    seed: int = field(default=0, metadata=spec("seed of init, data order, augmentation, meta sampling",
+                                               ge=0, lt=2**32))
+    eval_every: int = field(default=0, metadata=spec("evaluate on test every N epochs (0: at the end)", ge=0))
+    val_holdout: float = field(default=0.0, metadata=spec(
+        "stratified share of train held out for model selection (HPO); reported as metrics.json 'val'", ge=0, lt=1))
+    eval_batch_size: int = field(default=128, metadata=spec("images per evaluation batch", ge=1))
+    device: str = field(default="auto", metadata=spec("auto | cpu | cuda | cuda:N | mps"))
+    threads: int | None = field(default=None, metadata=spec("torch CPU threads (default: torch's)", ge=1))
+    tensorboard: bool = field(default=True, metadata=spec("write TensorBoard scalars"))
+    progress: bool = field(default=True, metadata=spec("show progress bars"))
+    keep_checkpoints: int = field(default=1, metadata=spec("epoch checkpoints to keep", ge=1))
+    cache_prefix: bool = field(default=True, metadata=spec(
+        "cache the frozen blocks before the first trainable site (only when data.augment=false)"))
+    prefix_cache_dir: str | None = field(default=None, metadata=spec(
+        "directory where cached prefix tokens are stored and shared between runs (sweeps: SWEEP/prefix_cache)"))
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ConfigError(f"train.optimizer must be sgd|adamw, got {self.optimizer!r}")
-        if self.loss not in ("ce", "la", "balanced_softmax", "focal"):
-            raise ConfigError(f"train.loss must be ce|la|balanced_softmax|focal, got {self.loss!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ConfigError("train.epochs, train.batch_size and train.grad_accum must be >= 1")
+        validate_fields(self, "train")
         if self.batch_size % self.grad_accum:
-            raise ConfigError(f"train.batch_size ({self.batch_size}) must be divisible by grad_accum")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if not 0.0 <= self.val_holdout < 1.0:
-            raise ConfigError(f"train.val_holdout must be in [0, 1), got {self.val_holdout}")
-        if self.keep_checkpoints < 1:
-            raise ConfigError("train.keep_checkpoints must be >= 1")
+            raise ConfigError(f"train.batch_size = {self.batch_size}: must be divisible by train.grad_accum "
+                              f"({self.grad_accum})")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"train.device = {self.device!r}: allowed auto | cpu | cuda | cuda:N | mps")
 
 
 SECTIONS: dict[str, type] = {
@@ -182,7 +170,7 @@ class RunConfig:
         data = data or {}
         if not isinstance(data, dict):
             raise ConfigError(f"config must be a mapping of sections, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(SECTIONS))
+        unknown = sorted(set(map(str, data)) - set(SECTIONS))
         if unknown:
             raise ConfigError(f"unknown config section(s) {unknown}; sections: {', '.join(SECTIONS)}")
         parts = {}
@@ -199,16 +187,24 @@ class RunConfig:
     def load(cls, path: str | Path | None, overrides: list[str] | None = None) -> "RunConfig":
         data: dict[str, Any] = {}
         if path is not None:
-            p = Path(path)
-            if not p.is_file():
-                raise ConfigError(f"config file not found: {p}")
-            try:
-                data = yaml.safe_load(p.read_text()) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+            data = read_yaml_file(Path(path))
         for item in overrides or []:
             apply_override(data, item)
         return cls.from_dict(data)
+
+
+def read_yaml_file(p: Path) -> Any:
+    """A YAML config file's content, with every way it can be bad as one ConfigError naming the file."""
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError, RecursionError, ValueError) as e:
+        raise ConfigError(f"config file {p} cannot be read ({type(e).__name__}): fix or replace it") from None
+    check_depth(f"config file {p}", data)
+    return data
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
@@ -219,10 +215,15 @@ def apply_override(data: dict[str, Any], item: str) -> None:
     parts = key.strip().split(".")
     if len(parts) < 2 or parts[0] not in SECTIONS:
         raise ConfigError(f"override {item!r}: key must be <section>.<field> with section in {', '.join(SECTIONS)}")
+    if not raw.strip():
+        raise ConfigError(f"override {item!r} has no value; write {key.strip()}=null for the default")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+        value = yaml.safe_load(raw)
+    except RecursionError:
+        raise ConfigError(f"override {key.strip()}: the value is nested too deeply") from None
+    except (yaml.YAMLError, ValueError, OverflowError):  # not YAML (or a bad date): keep the text
         value = raw
+    check_depth(key.strip(), value)
     node = data
     for p in parts[:-1]:
         node = node.setdefault(p, {})
@@ -234,50 +235,14 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 def _build_section(name: str, section_cls: type, values: dict[str, Any]) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"config section {name!r} must be a mapping, got {values!r}")
-    hints = get_type_hints(section_cls)
     known = {f.name for f in fields(section_cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(map(str, values)) - known)
     if unknown:
         raise ConfigError(f"unknown key(s) in {name}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    checked = {k: _check_type(f"{name}.{k}", v, hints[k]) for k, v in values.items()}
     try:
-        return section_cls(**checked)
+        return section_cls(**values)
     except ConfigError:
         raise
     except (TypeError, ValueError) as e:
         msg = str(e)
         raise ConfigError(msg if msg.startswith(f"{name}.") else f"{name}: {msg}") from None
-
-
-def _check_type(key: str, value: Any, hint: Any) -> Any:
-    """Coerce YAML scalars to the field type (int → float is fine); reject the rest clearly."""
-    allowed = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
-    if value is None:
-        if type(None) in allowed or hint is Any:
-            return None
-        raise ConfigError(f"{key} may not be null")
-    for t in allowed:
-        origin = get_origin(t) or t
-        if t is Any:
-            return value
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if origin is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin is bool and isinstance(value, bool):
-            return value
-        if origin is str and isinstance(value, str):
-            return value
-        if origin is list and isinstance(value, (list, tuple)):
-            return list(value)
-        if origin is list and isinstance(value, str):  # "q,v" or "q" from the command line
-            return [v.strip() for v in value.split(",") if v.strip()]
-        if origin is dict and isinstance(value, dict):
-            return value
-    names = ", ".join(getattr(get_origin(t) or t, "__name__", str(t)) for t in allowed)
-    raise ConfigError(f"{key}: expected {names}, got {value!r}")

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import MetapeftError
+
 __all__ = [
     "BUNDLED_MODEL", "BUNDLED_IMG_SIZE", "BundledWeightsError", "bundled_weights_path", "convert_onnx_backbone",
     "default_cache_dir", "find_bundled_onnx",
@@ -48,7 +50,7 @@ _INSTALL_HINT = (
 )
 
 
-class BundledWeightsError(RuntimeError):
+class BundledWeightsError(MetapeftError, RuntimeError):
     """The ONNX source of the bundled weights is missing or does not have the expected structure."""
 
 

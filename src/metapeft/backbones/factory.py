@@ -20,6 +20,7 @@ import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
+from ..errors import ConfigError, MetapeftError, MissingFileError
 from .bundled import BUNDLED_MODEL, bundled_weights_path
 
 __all__ = ["BackboneWeightsError", "create_backbone", "load_weights", "read_state_dict", "set_fused_attention"]
@@ -27,7 +28,7 @@ __all__ = ["BackboneWeightsError", "create_backbone", "load_weights", "read_stat
 _WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 
 
-class BackboneWeightsError(RuntimeError):
+class BackboneWeightsError(MetapeftError, RuntimeError):
     """Weights could not be obtained (no network, bad file) or do not fit the backbone."""
 
 
@@ -137,7 +138,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
 def _check_vit(model: nn.Module, name: str) -> None:
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or len(blocks) == 0 or not hasattr(blocks[0], "attn"):
-        raise ValueError(f"{name!r} is not a supported ViT: metapeft needs a timm ViT-family model with "
+        raise ConfigError(f"{name!r} is not a supported ViT: metapeft needs a timm ViT-family model with "
                          "`.blocks[i].attn` (e.g. vit_*, deit_*, eva*); got " + type(model).__name__)
 
 
@@ -145,7 +146,7 @@ def _create_from_hub(name: str, base: str, tag: str, kwargs: dict[str, Any]) -> 
     full = f"{base}.{tag}" if tag else base
     if not timm.list_pretrained(full):
         tags = timm.list_pretrained(f"{base}.*") or ["(none)"]
-        raise ValueError(f"timm has no pretrained weights {full!r}; tags for {base}: {tags}")
+        raise ConfigError(f"timm has no pretrained weights {full!r}; tags for {base}: {tags}")
     with torch.device("meta"):  # cheap architecture check before any download
         _check_vit(timm.create_model(base, pretrained=False, **kwargs), name)
     try:
@@ -183,7 +184,7 @@ def create_backbone(
     """
     base, _, tag = name.partition(".")
     if not timm.is_model(base):
-        raise ValueError(f"unknown timm model {base!r}; list ViT names with `timm.list_models('vit*')` "
+        raise ConfigError(f"unknown timm model {base!r}; list ViT names with `timm.list_models('vit*')` "
                          f"(pretrained ones: `timm.list_pretrained('vit*')`)")
     kwargs: dict[str, Any] = dict(timm_kwargs, num_classes=num_classes)
     if img_size is not None:
@@ -197,7 +198,7 @@ def create_backbone(
         spec = os.fspath(pretrained)
         if spec == "bundled":
             if base != BUNDLED_MODEL:
-                raise ValueError(f"pretrained='bundled' is the DINOv2 ViT-S/14 and only fits {BUNDLED_MODEL!r}, "
+                raise ConfigError(f"pretrained='bundled' is the DINOv2 ViT-S/14 and only fits {BUNDLED_MODEL!r}, "
                                  f"not {name!r}; pass a weights file for other models")
             model = timm.create_model(base, pretrained=False, **kwargs)
             load_weights(model, bundled_weights_path())
@@ -207,10 +208,10 @@ def create_backbone(
             model = timm.create_model(name, pretrained=False, **kwargs)
             load_weights(model, Path(spec).expanduser())
         elif not isinstance(pretrained, str) or _looks_like_path(spec):
-            raise FileNotFoundError(f"weights file {spec!r} does not exist")
+            raise MissingFileError(f"weights file {spec!r} does not exist")
         else:
             if tag and tag != spec:
-                raise ValueError(f"conflicting pretrained tags: {name!r} and pretrained={spec!r}")
+                raise ConfigError(f"conflicting pretrained tags: {name!r} and pretrained={spec!r}")
             model = _create_from_hub(name, base, spec, kwargs)
     else:
         raise TypeError(f"pretrained must be None, bool, 'bundled', a path or a hub tag; got {type(pretrained)}")

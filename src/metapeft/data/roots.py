@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..errors import MetapeftError
+
 ENV_VAR = "METAPEFT_DATA"
 
 __all__ = ["DataError", "ENV_VAR", "resolve_data_root", "candidate_roots"]
 
 
-class DataError(ValueError):
+class DataError(MetapeftError, ValueError):
     """Bad or missing input data. The message alone says what is wrong and how to fix it.
 
     The CLI prints the message and exits with status 2.

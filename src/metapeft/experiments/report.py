@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import MissingFileError
 from .aggregate import md_table
 from .hpo import TEST_FALLBACK, VAL_KEY
 from .manifest import read_manifest
@@ -23,13 +24,13 @@ from .results import read_results
 
 
 def detect(path: Path) -> str:
-    """``grid``, ``optuna`` or ``run``; raises FileNotFoundError for anything else."""
+    """``grid``, ``optuna`` or ``run``; raises MissingFileError for anything else."""
     manifest = read_manifest(path)
     if manifest is not None:
         return str(manifest["kind"])
     if (path / "metrics.json").is_file() and (path / "config.yaml").is_file():
         return "run"
-    raise FileNotFoundError(f"{path} is neither a finished run (metrics.json + config.yaml) nor a sweep (sweep.yaml)")
+    raise MissingFileError(f"{path} is neither a finished run (metrics.json + config.yaml) nor a sweep (sweep.yaml)")
 
 
 def write_report(path: str | Path, out: str | Path | None = None, *, features: bool = True) -> Path:
@@ -57,7 +58,7 @@ def write_report(path: str | Path, out: str | Path | None = None, *, features: b
         manifest = read_manifest(path) or {}
         parts = [f"# Optuna study: `{path}`", _optuna_section(path, manifest, out), _base_block(manifest)]
     else:
-        raise FileNotFoundError(f"{path}: unknown sweep kind {kind!r}")
+        raise MissingFileError(f"{path}: unknown sweep kind {kind!r}")
     report = out / "report.md"
     report.write_text("\n\n".join(p for p in parts if p) + "\n")
     return report
@@ -89,7 +90,7 @@ def _sweep_header(manifest: dict[str, Any], rows: list[dict[str, Any]]) -> str:
 def _optuna_section(path: Path, manifest: dict[str, Any], out: Path) -> str:
     trials_csv = path / "optuna_trials.csv"
     if not trials_csv.is_file():
-        raise FileNotFoundError(f"{trials_csv} is missing: run `metapeft sweep --optuna N --out {path}` first")
+        raise MissingFileError(f"{trials_csv} is missing: run `metapeft sweep --optuna N --out {path}` first")
     with trials_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     done = [r for r in rows if r["state"] == "COMPLETE" and r["value"]]

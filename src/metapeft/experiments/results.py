@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
+from ..errors import MissingFileError
 from ..train.checkpoint import atomic_write_text
 from .grid import Cell
 
@@ -78,7 +79,7 @@ def write_results(out: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
 def read_results(out: Path) -> list[dict[str, Any]]:
     path = Path(out) / "results.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `metapeft sweep --out {out}` first")
+        raise MissingFileError(f"{path} is missing: run `metapeft sweep --out {out}` first")
     return json.loads(path.read_text())
 
 

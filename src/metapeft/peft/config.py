@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Literal, Union, get_args
 
 import yaml
 
-METHODS = (
+from ..errors import ConfigError
+from ..validation import spec, validate_fields
+from .modulator import GammaConstraint, GammaShape, gamma_setting_problem
+
+MethodName = Literal[
     "lora", "adaptformer", "adapter",                      # additive: carry γ
     "vpt_shallow", "vpt_deep", "bitfit", "ssf", "ln_tune",  # non-additive baselines
     "linear_probe", "full",
-)
+]
+METHODS: tuple[str, ...] = get_args(MethodName)
 ADDITIVE_METHODS = ("lora", "adaptformer", "adapter")
 POSITIONS: dict[str, tuple[str, ...]] = {
     "lora": ("q", "k", "v", "out", "mlp1", "mlp2"),
     "adaptformer": ("mlp",),
     "adapter": ("attn", "mlp"),
 }
-
+# Which blocks get modules: "all", "last:N" (the N deepest blocks) or block indices (negative from the end).
+BlockSpec = Union[str, list[int]]
+BLOCKS_HELP = "'all', 'last:N' (N >= 1) or a list of block indices (ints; negative count from the end)"
 
 
 @dataclass
@@ -29,61 +36,39 @@ class PeftConfig:
     (block, position) site and scale its output by ``alpha · γ``.
     """
 
-    method: str = field(default="lora", metadata={"help": "one of " + ", ".join(METHODS)})
+    method: MethodName = field(default="lora", metadata=spec("one of " + ", ".join(METHODS)))
     positions: list[str] | None = field(
-        default=None, metadata={"help": "sites inside a block; None = all positions of the method"})
-    blocks: Any = field(default="all", metadata={"help": "'all', a list of block indices, or 'last:N'"})
-    rank: int = field(default=4, metadata={"help": "LoRA rank r"})
+        default=None, metadata=spec("sites inside a block; None = all positions of the method"))
+    blocks: BlockSpec = field(default="all", metadata=spec(BLOCKS_HELP))
+    rank: int = field(default=4, metadata=spec("LoRA rank r", ge=1))
     alpha: float | None = field(
-        default=None, metadata={"help": "LoRA: scale = alpha/rank (None: alpha = rank, scale 1); "
-                                        "Adapter/AdaptFormer: the output scale (None: 1.0)"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the LoRA input"})
-    bottleneck: int = field(default=8, metadata={"help": "Adapter/AdaptFormer bottleneck width"})
-    gamma: bool = field(default=True, metadata={"help": "attach a γ modulator to every additive site"})
-    gamma_init: float = field(default=1.0, metadata={"help": "initial γ"})
-    gamma_shape: str = field(default="scalar", metadata={"help": "'scalar' per site or 'channel'"})
-    gamma_constraint: str = field(default="none", metadata={"help": "none | clamp | softplus"})
-    gamma_max: float | None = field(default=None, metadata={"help": "bound |γ| <= this after every meta step "
-                                                                   "(None: unbounded)"})
-    vpt_length: int = field(default=10, metadata={"help": "VPT prompt tokens per prompted block"})
-    train_head: bool = field(default=True, metadata={"help": "train the classifier head"})
+        default=None, metadata=spec("LoRA: scale = alpha/rank (None: alpha = rank, scale 1); "
+                                    "Adapter/AdaptFormer: the output scale (None: 1.0)", gt=0))
+    dropout: float = field(default=0.0, metadata=spec("dropout on the LoRA input", ge=0, lt=1))
+    bottleneck: int = field(default=8, metadata=spec("Adapter/AdaptFormer bottleneck width", ge=1))
+    gamma: bool = field(default=True, metadata=spec("attach a γ modulator to every additive site"))
+    gamma_init: float = field(default=1.0, metadata=spec("initial γ"))
+    gamma_shape: GammaShape = field(default="scalar", metadata=spec("'scalar' per site or 'channel'"))
+    gamma_constraint: GammaConstraint = field(default="none", metadata=spec("none | clamp | softplus"))
+    gamma_max: float | None = field(default=None, metadata=spec("bound |γ| <= this after every meta step "
+                                                               "(None: unbounded)", gt=0))
+    vpt_length: int = field(default=10, metadata=spec("VPT prompt tokens per prompted block", ge=1))
+    train_head: bool = field(default=True, metadata=spec("train the classifier head"))
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"peft.method: unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        self.blocks = parse_blocks(self.blocks)
+        validate_fields(self, "peft")
         if self.positions is not None:
-            if isinstance(self.positions, str):
-                self.positions = [p.strip() for p in self.positions.split(",") if p.strip()]
-            self.positions = list(self.positions)
             allowed = POSITIONS.get(self.method, ())
             bad = [p for p in self.positions if p not in allowed]
             if bad:
                 hint = f"positions of {self.method}: {', '.join(allowed)}" if allowed else \
                     f"{self.method} has no positions"
-                raise ValueError(f"peft.positions: unknown position(s) {bad}; {hint}")
-            if not self.positions:
-                raise ValueError("peft.positions: empty list; use None for all positions")
-        if self.rank < 1:
-            raise ValueError(f"peft.rank must be >= 1, got {self.rank}")
-        if self.bottleneck < 1:
-            raise ValueError(f"peft.bottleneck must be >= 1, got {self.bottleneck}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"peft.dropout must be in [0, 1), got {self.dropout}")
-        if self.vpt_length < 1:
-            raise ValueError(f"peft.vpt_length must be >= 1, got {self.vpt_length}")
-        if self.gamma_shape not in ("scalar", "channel"):
-            raise ValueError(f"peft.gamma_shape must be 'scalar' or 'channel', got {self.gamma_shape!r}")
-        if self.gamma_constraint not in ("none", "clamp", "softplus"):
-            raise ValueError(f"peft.gamma_constraint must be none|clamp|softplus, got {self.gamma_constraint!r}")
-        if self.gamma_constraint == "softplus" and self.gamma_init <= 0:
-            raise ValueError("peft.gamma_init must be > 0 with gamma_constraint=softplus")
-        if self.gamma_max is not None and not 0 < abs(self.gamma_init) <= self.gamma_max:
-            raise ValueError(f"peft.gamma_max must be > 0 and >= |gamma_init|, got {self.gamma_max}")
-        if isinstance(self.blocks, str) and self.blocks != "all" and not self.blocks.startswith("last:"):
-            try:
-                self.blocks = [int(b) for b in self.blocks.split(",") if b.strip()]
-            except ValueError:
-                raise ValueError(f"peft.blocks: expected 'all', 'last:N' or a list of ints, got {self.blocks!r}")
+                raise ConfigError(f"peft.positions: unknown position(s) {bad}; {hint}")
+        problem = gamma_setting_problem(self.gamma_init, self.gamma_constraint, self.gamma_max)
+        if problem:
+            raise ConfigError(f"peft.gamma_init = {self.gamma_init}, peft.gamma_constraint = "
+                              f"{self.gamma_constraint}, peft.gamma_max = {self.gamma_max}: {problem}")
 
     @property
     def resolved_positions(self) -> tuple[str, ...]:
@@ -110,7 +95,7 @@ class PeftConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"peft: unknown key(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"peft: unknown key(s) {unknown}; known: {sorted(known)}")
         return cls(**data)
 
     def to_yaml(self) -> str:
@@ -121,25 +106,49 @@ class PeftConfig:
         return cls.from_dict(yaml.safe_load(text) or {})
 
 
+def parse_blocks(blocks: Any) -> BlockSpec:
+    """The one parser of ``peft.blocks``: 'all' | 'last:N' | list of ints (from a list, an int or "1,2")."""
+    def bad() -> ConfigError:
+        return ConfigError(f"peft.blocks = {blocks!r}: expected {BLOCKS_HELP}")
+
+    if isinstance(blocks, bool):
+        raise bad()
+    if isinstance(blocks, int):
+        return [blocks]
+    if isinstance(blocks, str):
+        text = blocks.strip()
+        if text == "all":
+            return "all"
+        if text.startswith("last:"):
+            n = text[5:].strip()
+            if not n.isdigit() or int(n) < 1:
+                raise bad()
+            return f"last:{int(n)}"
+        items = [b.strip() for b in text.split(",") if b.strip()]
+        if not items or not all(b.lstrip("-").isdigit() for b in items):
+            raise bad()
+        return [int(b) for b in items]
+    if isinstance(blocks, (list, tuple)) and blocks and all(isinstance(b, int) and not isinstance(b, bool)
+                                                            for b in blocks):
+        return list(blocks)
+    raise bad()
+
+
 def resolve_blocks(blocks: Any, depth: int) -> list[int]:
     """Turn 'all' / 'last:N' / list of ints (negative allowed) into sorted block indices."""
-    if blocks == "all" or blocks is None:
+    blocks = parse_blocks("all" if blocks is None else blocks)
+    if blocks == "all":
         return list(range(depth))
-    if isinstance(blocks, str) and blocks.startswith("last:"):
+    if isinstance(blocks, str):
         n = int(blocks.split(":", 1)[1])
         if not 1 <= n <= depth:
-            raise ValueError(f"peft.blocks: last:{n} outside 1..{depth}")
+            raise ConfigError(f"peft.blocks = last:{n}: the model has {depth} blocks, allowed last:1 .. last:{depth}")
         return list(range(depth - n, depth))
-    if isinstance(blocks, int):
-        blocks = [blocks]
     out: set[int] = set()
     for b in blocks:
-        idx = int(b) + depth if int(b) < 0 else int(b)
+        idx = b + depth if b < 0 else b
         if not 0 <= idx < depth:
-            raise ValueError(f"peft.blocks: block {b} outside 0..{depth - 1}")
+            raise ConfigError(f"peft.blocks: block {b} outside 0..{depth - 1} (or -{depth}..-1) of a "
+                              f"{depth}-block model")
         out.add(idx)
-    if not out:
-        raise ValueError("peft.blocks: empty block list")
     return sorted(out)
-
-

@@ -11,7 +11,7 @@ selection), |γ| sets its strength, and for SGD it acts as a module-wise learnin
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,19 @@ from torch import nn
 
 GammaShape = Literal["scalar", "channel"]
 GammaConstraint = Literal["none", "clamp", "softplus"]
+
+
+def gamma_setting_problem(init: float, constraint: str, max_abs: float | None) -> str | None:
+    """The one rule for a γ setting (used by PeftConfig and Modulator): what is wrong, or None."""
+    if not math.isfinite(init):
+        return "the initial γ must be finite"
+    if constraint == "softplus" and init <= 0:
+        return "softplus-constrained γ needs init > 0"
+    if constraint == "clamp" and init < 0:
+        return "clamp-constrained γ (γ >= 0) needs init >= 0"
+    if max_abs is not None and (max_abs <= 0 or abs(init) > max_abs):
+        return "the bound on |γ| must be > 0 and >= |init|"
+    return None
 
 
 def _softplus_inverse(y: float) -> float:
@@ -46,14 +59,12 @@ class Modulator(nn.Module):
         max_abs: float | None = None,
     ) -> None:
         super().__init__()
-        if shape not in ("scalar", "channel"):
-            raise ValueError(f"gamma shape must be 'scalar' or 'channel', got {shape!r}")
-        if constraint not in ("none", "clamp", "softplus"):
-            raise ValueError(f"gamma constraint must be none|clamp|softplus, got {constraint!r}")
-        if constraint == "clamp" and init < 0:
-            raise ValueError(f"clamp-constrained gamma needs init >= 0, got {init}")
-        if max_abs is not None and not 0 < abs(init) <= max_abs:
-            raise ValueError(f"gamma max_abs must be > 0 and >= |init|, got max_abs={max_abs}, init={init}")
+        if shape not in get_args(GammaShape) or constraint not in get_args(GammaConstraint):
+            raise ValueError(f"gamma shape must be one of {get_args(GammaShape)} and constraint one of "
+                             f"{get_args(GammaConstraint)}; got {shape!r}, {constraint!r}")
+        problem = gamma_setting_problem(init, constraint, max_abs)
+        if problem:
+            raise ValueError(f"gamma init={init}, constraint={constraint}, max_abs={max_abs}: {problem}")
         self.constraint = constraint
         self.max_abs = max_abs
         raw = _softplus_inverse(init) if constraint == "softplus" else float(init)

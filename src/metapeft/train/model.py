@@ -9,6 +9,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..config import RunConfig
+from ..errors import MissingFileError
 from ..peft import apply_peft
 from .heads import build_head
 
@@ -18,7 +19,7 @@ def init_weights_path(init_from: str) -> Path:
     p = Path(init_from)
     candidate = p / "export" / "merged.safetensors" if p.is_dir() else p
     if not candidate.is_file():
-        raise FileNotFoundError(f"model.init_from: no merged weights at {candidate} "
+        raise MissingFileError(f"model.init_from: no merged weights at {candidate} "
                                 f"(give a run directory that finished, or a .safetensors file)")
     return candidate
 

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from ..config import RunConfig
+from ..errors import RunDirError
 from ..eval import Metrics
 from .checkpoint import latest_checkpoint, load_trainable_state
 from .evaluate import evaluate
@@ -26,13 +27,13 @@ def find_run_dir(path: Path) -> tuple[Path, Path]:
     latest = latest_checkpoint(path / "checkpoints")
     if latest is not None:
         return path, latest / "trainable.safetensors"
-    raise FileNotFoundError(f"no run found at {path}: expected export/peft.safetensors or checkpoints/latest")
+    raise RunDirError(f"no run found at {path}: expected export/peft.safetensors or checkpoints/latest")
 
 
 def load_run_model(run_dir: Path, weights: Path):
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} is missing: not a metapeft run directory")
+        raise RunDirError(f"{cfg_path} is missing: not a metapeft run directory")
     cfg = RunConfig.load(cfg_path)
     ds = load_run_dataset(cfg)
     model = build_model(cfg, ds.num_classes)

@@ -23,6 +23,8 @@ from torch import nn
 
 from ..backbones import unfused_attention
 from ..config import RunConfig
+from ..data import DataError
+from ..errors import ConfigError, RunDirError
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
 from ..peft import gamma_parameters, merge_peft, trainable_summary
@@ -38,10 +40,6 @@ from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
 
 SUMMARY_KEYS = ("overall", "balanced", "many", "medium", "few")
-
-
-class RunDirError(RuntimeError):
-    """The output directory holds a run that --resume was not asked to continue."""
 
 
 @dataclass
@@ -103,7 +101,7 @@ class Trainer:
         for name, size in (("train.batch_size", t.batch_size // t.grad_accum), ("meta.val_batch_size",
                                                                                   cfg.meta.val_batch_size)):
             if size % env.world:
-                raise ValueError(f"{name} per step ({size}) must divide over {env.world} ranks")
+                raise ConfigError(f"{name} per step ({size}) must divide over {env.world} ranks")
         self._prepare_out_dir(env)
         if t.threads:
             torch.set_num_threads(t.threads)
@@ -134,7 +132,7 @@ class Trainer:
         loader = train_loader(data, cfg, device)
         steps_per_epoch = len(loader) // t.grad_accum
         if steps_per_epoch < 1:
-            raise ValueError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
+            raise DataError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
         gammas = gamma_parameters(model)
         gamma_ids = {id(g) for g in gammas}
         self.phi_named = {n: p for n, p in net.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
