@@ -113,7 +113,7 @@ def test_imagefolder_gray_and_rgb_mix_to_rgb(tmp_path):
 
 
 def test_imagefolder_mismatched_sizes_names_both_files(tmp_path):
-    _tree(tmp_path, "train", {"a": 2})
+    _tree(tmp_path, "train", {"a": 2, "b": 1})
     _img(tmp_path / "train" / "a" / "zz_big.png", size=(20, 20))
     _tree(tmp_path, "test", {"a": 1})
     with pytest.raises(DataError, match=r"000\.png.*zz_big\.png.*image_size"):

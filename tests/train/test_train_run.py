@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from metapeft.config import RunConfig
+from metapeft.errors import TrainingError
 from metapeft.train import Trainer
 from metapeft.train.reload import evaluate_run
 
@@ -67,11 +68,13 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, tiny_run):
 
 
 def test_divergence_is_caught_and_reported(tmp_path, tiny_run):
-    """A huge learning rate makes weights non-finite: those steps are rolled back, not continued."""
-    res = run(tmp_path, tiny_run + ["train.lr=1e30", "train.optimizer=sgd", "train.momentum=0.0"])
-    metrics = json.loads((res.out_dir / "metrics.json").read_text())
-    assert metrics["run"]["skipped_steps"] > 0
+    """A huge learning rate makes weights non-finite: those steps are rolled back, not continued; once a
+    whole epoch is rolled back the run stops (it learned nothing) and the last good checkpoint stays."""
+    with pytest.raises(TrainingError, match="every step was skipped.*checkpoint of epoch 1"):
+        run(tmp_path, tiny_run + ["train.lr=1e30", "train.optimizer=sgd", "train.momentum=0.0"])
+    out = tmp_path / "run"
+    assert not (out / "metrics.json").exists() and (out / "checkpoints" / "latest").read_text().strip() == "epoch_0001"
     from safetensors.torch import load_file
-    weights = load_file(str(res.out_dir / "export" / "peft.safetensors"))
+    weights = load_file(str(out / "checkpoints" / "epoch_0001" / "trainable.safetensors"))
     assert all(torch.isfinite(t).all() for t in weights.values())
-    assert math.isfinite(metrics["overall"])
+    assert json.loads((out / "checkpoints" / "epoch_0001" / "state.json").read_text())["skipped_steps"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,10 +16,11 @@ from PIL import Image
 
 from .roots import DataError
 
-__all__ = ["read_image", "pil_to_array", "stack_arrays", "decode_files", "resize_uint8", "cached", "file_stamp"]
+__all__ = ["read_image", "pil_to_array", "rescale_to_uint8", "stack_arrays", "decode_files", "resize_uint8", "cached", "file_stamp"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 _GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # more than 8 bits per pixel
 
 
 def read_image(path: str | Path) -> Image.Image:
@@ -33,9 +35,16 @@ def read_image(path: str | Path) -> Image.Image:
     return img
 
 
-def pil_to_array(img: Image.Image, image_size: int | None = None) -> np.ndarray:
-    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional square resize."""
-    if img.mode in _GRAY_MODES or img.mode == "LA":
+def pil_to_array(img: Image.Image, image_size: int | None = None, *, percentile: float | None = None) -> np.ndarray:
+    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional square resize.
+
+    16- and 32-bit modes (``I;16*``, ``I``, ``F``: 16-bit PNG/TIFF, SAR amplitudes) are rescaled to
+    0..255 by the image's own value range (or its ``percentile`` .. 100 - ``percentile`` range, which
+    ignores a few bright outliers) instead of PIL's ``convert("L")``, which clips everything above 255.
+    """
+    if img.mode in _WIDE_MODES:
+        img = Image.fromarray(rescale_to_uint8(np.asarray(img), percentile))
+    elif img.mode in _GRAY_MODES or img.mode == "LA":
         img = img.convert("L")
     elif img.mode != "RGB":
         img = img.convert("RGB")
@@ -44,6 +53,19 @@ def pil_to_array(img: Image.Image, image_size: int | None = None) -> np.ndarray:
         img = img.resize((image_size, image_size), Image.BICUBIC)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def rescale_to_uint8(values: np.ndarray, percentile: float | None = None) -> np.ndarray:
+    """Map an image's value range (or a percentile range) linearly onto 0..255; NaN/inf count as the minimum."""
+    x = np.asarray(values, dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    if finite.size == 0:
+        return np.zeros(x.shape, dtype=np.uint8)
+    lo, hi = (np.percentile(finite, [percentile, 100 - percentile]) if percentile else (finite.min(), finite.max()))
+    if hi <= lo:
+        return np.zeros(x.shape, dtype=np.uint8)
+    x = np.where(np.isfinite(x), x, lo)
+    return np.round((np.clip(x, lo, hi) - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
 def stack_arrays(arrays: list[np.ndarray], names: Sequence[str]) -> torch.Tensor:
@@ -107,12 +129,20 @@ def cached(
         h.update(b"\0")
     path = Path(cache_dir) / f"metapeft-{h.hexdigest()[:20]}.npy"
     if path.is_file():
-        # copy-on-write map: writable tensor, file untouched, pages loaded on demand
-        return torch.from_numpy(np.load(path, mmap_mode="c"))
+        try:  # copy-on-write map: writable tensor, file untouched, pages loaded on demand
+            arr = np.load(path, mmap_mode="c")
+            if arr.dtype != np.uint8 or arr.ndim != 4:
+                raise ValueError(f"holds {arr.dtype} {arr.shape}, not uint8 [N, C, H, W]")
+            return torch.from_numpy(arr)
+        except (ValueError, OSError, EOFError) as e:  # a truncated or foreign file: rebuild, never fail forever
+            warnings.warn(f"decode cache {path} is unreadable ({e}): rebuilding it", stacklevel=2)
+            path.unlink(missing_ok=True)
     images = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
     np.save(tmp, images.numpy())
+    with open(tmp, "rb") as f:  # durable before it is published: a crash never leaves a truncated entry
+        os.fsync(f.fileno())
     os.replace(tmp, path)
     return images
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -14,12 +15,17 @@ __all__ = ["load_imagefolder", "scan_tree", "decode_to_imageset"]
 
 
 def _images_in(d: Path) -> list[Path]:
-    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """Image files anywhere under a class folder (like torchvision's ImageFolder), hidden ones skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
+        dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
+        out += [Path(dirpath) / n for n in filenames
+                if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(out)
 
 
 def scan_tree(tree: Path) -> tuple[list[str], list[Path], list[str]]:
-    """Class names (sorted subdirectory names), image files, and each file's class name."""
+    """Class names (sorted subdirectory names), image files (searched recursively), each file's class name."""
     if not tree.is_dir():
         raise DataError(f"image folder not found: {tree}")
     class_dirs = sorted(p for p in tree.iterdir() if p.is_dir() and not p.name.startswith("."))

@@ -121,6 +121,9 @@ def load_dataset(
     raw = loader(root, **format_kwargs)
     classes = list(raw.classes)
     num_classes = len(classes)
+    if num_classes < 2:  # a classifier needs two classes; refused here, not after an epoch in the metrics
+        raise DataError(f"{name}: found {num_classes} class ({', '.join(classes) or 'none'}) at {root}; "
+                        "classification needs at least 2 (one sub-folder per class)")
     info = dict(raw.info)
 
     train, test = raw.train, raw.test

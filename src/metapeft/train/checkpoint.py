@@ -9,7 +9,10 @@ Layout of ``RUN/checkpoints``::
       state.json              epoch, step, scheduler, history, meta trace, RNG
     latest                 text file naming the newest complete checkpoint (replaced atomically)
 
-A run killed at any moment leaves the previous checkpoint and ``latest`` intact.
+A run killed at any moment leaves the previous checkpoint and ``latest`` intact: every file is
+fsynced, then its folder, before the rename that publishes it (so after a crash of the OS the
+rename is not seen before the data). Reading a checkpoint never unpickles anything but tensors,
+and a truncated, corrupt or hostile file is a :class:`CheckpointError` naming it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import CheckpointError
 from ..peft import gamma_parameters
+
+REPAIR = "delete that checkpoint folder to resume from an older one, or train into another --out"
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -40,13 +46,22 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
     missing = sorted(set(trainable_state(model)) - set(state))
     unknown = sorted(set(state) - set(params))
     if missing or unknown:
-        raise ValueError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unknown[:5]}")
+        raise CheckpointError(f"checkpoint does not fit the model: missing {missing[:5]}, unexpected {unknown[:5]}")
     with torch.no_grad():
         for name, tensor in state.items():
             if params[name].shape != tensor.shape:
-                raise ValueError(f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, "
+                raise CheckpointError(f"checkpoint tensor {name} has shape {tuple(tensor.shape)}, "
                                  f"model expects {tuple(params[name].shape)}")
             params[name].copy_(tensor)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a directory's data to disk (directories: so a rename inside it persists)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -61,6 +76,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
 
 
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
@@ -70,10 +86,12 @@ def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metada
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        fsync_path(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_path(path.parent)
 
 
 def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -88,9 +106,13 @@ def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torc
             torch.save(meta_optimizer_state, tmp / "meta.pt")
         torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        if final.exists():
+        for f in tmp.iterdir():
+            fsync_path(f)
+        fsync_path(tmp)
+        if final.exists():  # the same epoch again (resumed from an older checkpoint): superseded
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_path(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -108,14 +130,48 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
+def read_safetensors(path: Path, what_to_do: str = REPAIR) -> dict[str, torch.Tensor]:
+    """``load_file`` with a missing/truncated/corrupt file as a CheckpointError naming it."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {what_to_do}")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises SafetensorError, OSError, ValueError... for a bad file
+        raise CheckpointError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}): {what_to_do}") from None
+
+
+def read_tensor_file(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: a file that holds anything but tensors is refused, never run."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {REPAIR}")
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # UnpicklingError for hostile content, RuntimeError/EOFError for truncation
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights only" in str(e).lower():
+            reason = "it holds more than tensors, so it was not unpickled (corrupt or hostile)"
+        raise CheckpointError(f"{path} cannot be read safely ({reason}): {REPAIR}") from None
+
+
+def read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: {REPAIR}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt ({e}): {REPAIR}") from None
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """Read a checkpoint directory without unpickling anything but tensors."""
     out: dict[str, Any] = {
-        "trainable": load_file(str(path / "trainable.safetensors")),
-        "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "rng": torch.load(path / "rng.pt", weights_only=True),
-        "state": json.loads((path / "state.json").read_text()),
+        "trainable": read_safetensors(path / "trainable.safetensors"),
+        "optimizer": read_tensor_file(path / "optimizer.pt"),
+        "rng": read_tensor_file(path / "rng.pt"),
+        "state": read_json(path / "state.json"),
     }
+    if not isinstance(out["state"], dict) or not isinstance(out["rng"], dict) or "torch" not in out["rng"]:
+        raise CheckpointError(f"{path}: state.json or rng.pt does not have the expected content: {REPAIR}")
     if (path / "meta.pt").is_file():
-        out["meta"] = torch.load(path / "meta.pt", weights_only=True)
+        out["meta"] = read_tensor_file(path / "meta.pt")
     return out

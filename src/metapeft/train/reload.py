@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ..config import RunConfig
-from ..errors import RunDirError
+from ..errors import CheckpointError, RunDirError
 from ..eval import Metrics
-from .checkpoint import latest_checkpoint, load_trainable_state
+from .checkpoint import load_trainable_state, read_safetensors
 from .evaluate import evaluate
 from .model import build_model
 from .pipeline import eval_loader, load_run_dataset, prepare_data
+from .rundir import newest_intact_checkpoint
 from .trainer import resolve_device
 
 
@@ -24,10 +25,24 @@ def find_run_dir(path: Path) -> tuple[Path, Path]:
         return path.parent.parent, path / "trainable.safetensors"
     if (path / "export" / "peft.safetensors").is_file():    # a finished run
         return path, path / "export" / "peft.safetensors"
-    latest = latest_checkpoint(path / "checkpoints")
-    if latest is not None:
-        return path, latest / "trainable.safetensors"
+    found = newest_intact_checkpoint(path / "checkpoints")  # `latest` may be missing or name a broken one
+    if found is not None:
+        return path, found[0] / "trainable.safetensors"
     raise RunDirError(f"no run found at {path}: expected export/peft.safetensors or checkpoints/latest")
+
+
+def read_run_weights(run_dir: Path, weights: Path) -> dict[str, torch.Tensor]:
+    """The weights file's tensors; a corrupt export falls back to the newest intact checkpoint (saying so)."""
+    try:
+        return read_safetensors(weights, "re-run the training with --resume to rewrite it")
+    except CheckpointError as e:
+        if weights.parent.name != "export":
+            raise
+        found = newest_intact_checkpoint(run_dir / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"{e}; and no intact checkpoint to fall back to in {run_dir / 'checkpoints'}") from None
+        print(f"warning: {e}; evaluating the newest intact checkpoint {found[0]} instead", file=sys.stderr)
+        return found[1]["trainable"]
 
 
 def load_run_model(run_dir: Path, weights: Path):
@@ -35,9 +50,10 @@ def load_run_model(run_dir: Path, weights: Path):
     if not cfg_path.is_file():
         raise RunDirError(f"{cfg_path} is missing: not a metapeft run directory")
     cfg = RunConfig.load(cfg_path)
+    state = read_run_weights(run_dir, weights)
     ds = load_run_dataset(cfg)
     model = build_model(cfg, ds.num_classes)
-    load_trainable_state(model, load_file(str(weights)))
+    load_trainable_state(model, state)
     return cfg, ds, model
 
 

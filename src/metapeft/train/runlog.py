@@ -17,17 +17,18 @@ class RunLog:
     def __init__(self, out_dir: Path, *, tensorboard: bool, quiet: bool = False) -> None:
         self.out = out_dir
         self.quiet = quiet
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        self.tensorboard = tensorboard
+        self.writer = None  # created at the first scalar: nothing is written before the run's checks pass
 
     def info(self, msg: str) -> None:
         if not self.quiet:
             print(msg, file=sys.stderr, flush=True)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        if self.tensorboard and self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tensorboard"))
         if self.writer is not None:
             for k, v in values.items():
                 if v is not None:

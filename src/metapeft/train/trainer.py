@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,12 @@ from torch import nn
 from ..backbones import unfused_attention
 from ..config import RunConfig
 from ..data import DataError
-from ..errors import ConfigError, RunDirError
+from ..errors import ConfigError, TrainingError
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
 from ..peft import gamma_parameters, merge_peft, trainable_summary
 from . import checkpoint as ckpt
+from . import rundir
 from .distributed import DistEnv
 from .evaluate import evaluate
 from .heads import init_head_from_class_means
@@ -78,21 +80,15 @@ class Trainer:
         self.quiet = quiet
 
     # ------------------------------------------------------------------ set-up
-    def _prepare_out_dir(self, env: DistEnv) -> None:
-        has_run = (self.out / "checkpoints" / "latest").exists() or (self.out / "metrics.json").exists()
-        if has_run and not self.resume:
-            raise RunDirError(f"{self.out} already holds a run; pass --resume to continue it or choose another --out")
-        if env.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
-        env.barrier()
-
     def run(self) -> RunResult:
         cfg, t = self.cfg, self.cfg.train
         env, device_name = DistEnv.setup(t.device)
         self.env = env
         try:
-            return self._run(env, resolve_device(device_name))
+            with rundir.RunLock(self.out, enabled=env.is_main) as lock:  # one writer per run directory
+                if lock.taken_over and not self.quiet:
+                    print(f"{lock.path}: taken over from pid {lock.taken_over} (no longer running)", file=sys.stderr)
+                return self._run(env, resolve_device(device_name))
         finally:
             env.close()
 
@@ -102,12 +98,14 @@ class Trainer:
                                                                                   cfg.meta.val_batch_size)):
             if size % env.world:
                 raise ConfigError(f"{name} per step ({size}) must divide over {env.world} ranks")
-        self._prepare_out_dir(env)
+        pre = rundir.preflight(self.out, cfg, self.resume)  # every run-dir check; no write before begin_writing
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
         log = RunLog(self.out, tensorboard=t.tensorboard and env.is_main, quiet=self.quiet or not env.is_main)
         started = time.perf_counter()
+        for note in pre.notes:
+            log.info(note)
 
         ds = load_run_dataset(cfg)
         log.info(ds.describe())
@@ -124,7 +122,7 @@ class Trainer:
             data = cache_prefix(data, model, start, device, cfg)
             net = SuffixModel(model, start)
             log.info(f"frozen prefix cached: blocks 0..{start - 1} run once per image, not every step")
-        resuming = self.resume and ckpt.latest_checkpoint(self.out / "checkpoints") is not None
+        resuming = pre.saved is not None
         if not resuming and cfg.model.head_init == "class_mean":
             feats, labels = extract_features(net, eval_loader(data.train, data, cfg, device))
             init_head_from_class_means(model.get_classifier(), feats, labels)
@@ -151,18 +149,13 @@ class Trainer:
 
         state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
         if resuming:
-            latest = ckpt.latest_checkpoint(self.out / "checkpoints")
-            saved = ckpt.load_checkpoint(latest)
-            ckpt.load_trainable_state(model, saved["trainable"])
-            optimizer.load_state_dict(saved["optimizer"])
-            state = saved["state"]
-            scheduler.load_state_dict(state["scheduler"])
-            if meta is not None and "meta" in saved:
-                meta.load_state_dict(saved["meta"])
-            torch.set_rng_state(saved["rng"]["torch"])
-            if env.is_main:
+            state = rundir.restore(pre, model, optimizer, scheduler, meta)
+        if env.is_main:  # the first write into the run directory, after every check
+            rundir.begin_writing(self.out, cfg, pre)
+            if resuming:
                 log.rewrite_csv("history.csv", state["history"])
-            log.info(f"resumed from {latest} (epoch {state['epoch']}, step {state['step']})")
+        if resuming:
+            log.info(f"resumed from {pre.checkpoint} (epoch {state['epoch']}, step {state['step']})")
 
         # ------------------------------------------------------------------ epochs
         for epoch in range(state["epoch"], t.epochs):
@@ -172,7 +165,7 @@ class Trainer:
                 meta.val_batches = ((env.shard(x), env.shard(y))
                                     for x, y in meta_val_batches(data, cfg, device, epoch))
             net.train()
-            stats = EpochStats()
+            stats, good_steps = EpochStats(), scheduler.last_epoch
             bar = _progress(loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet and env.is_main)
             for i, (x, y) in enumerate(bar):
                 self._micro_step(i, env.shard(x), env.shard(y), optimizer, scheduler, meta, state, stats, log)
@@ -180,6 +173,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{stats.loss_sum / stats.losses:.3f}",
                                     img_s=f"{stats.seen / (time.perf_counter() - stats.started):.1f}")
 
+            if scheduler.last_epoch == good_steps:  # stop before this epoch's checkpoint replaces the last good one
+                raise TrainingError(rundir.all_skipped_message(epoch, self.out))
             elapsed = time.perf_counter() - stats.started
             row = {"epoch": epoch + 1, "step": state["step"], "train_loss": stats.loss_sum / max(stats.losses, 1),
                    "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed,
@@ -218,12 +213,12 @@ class Trainer:
                          "meta_skipped": meta.state.skipped if meta else 0,
                          "world_size": env.world, "prefix_cached_blocks": start}
         gamma = report.gamma if report is not None else {}
-        if env.is_main:
-            ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
+        if env.is_main:  # metrics.json last: its presence means the run is complete
             if report is not None:
                 payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
                 ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
             self._export(model)
+            ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
             log.scalars(state["step"], {f"test/{k}": result[k] for k in SUMMARY_KEYS})
         log.close()
         env.barrier()
