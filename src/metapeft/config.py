@@ -62,14 +62,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         validate_fields(self, "model")
-        patch = self.options.get("patch_size")
+        patch, source = self.options.get("patch_size"), "model.options.patch_size"
         if patch is None:
             m = re.search(r"patch(\d+)", self.name)
-            patch = int(m.group(1)) if m else None
+            patch, source = (int(m.group(1)) if m else None), self.name
         if isinstance(patch, int) and patch > 0 and self.img_size % patch:
             lo = self.img_size - self.img_size % patch
-            raise ConfigError(f"model.img_size = {self.img_size}: must be a multiple of the patch size {patch} of "
-                              f"{self.name} (e.g. {lo or patch} or {lo + patch}); otherwise pixels are cropped away")
+            raise ConfigError(f"model.img_size = {self.img_size}: must be a multiple of the patch size {patch} "
+                              f"({source}), e.g. {lo or patch} or {lo + patch}; otherwise pixels are cropped away")
 
 
 @dataclass

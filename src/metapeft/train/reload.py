@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from ..errors import CheckpointError, RunDirError
+from ..errors import CheckpointError, MetapeftError, RunDirError
 from ..eval import Metrics
 from .checkpoint import load_trainable_state, read_safetensors
 from .evaluate import evaluate
@@ -49,7 +49,10 @@ def load_run_model(run_dir: Path, weights: Path):
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise RunDirError(f"{cfg_path} is missing: not a metapeft run directory")
-    cfg = RunConfig.load(cfg_path)
+    try:
+        cfg = RunConfig.load(cfg_path)
+    except MetapeftError as e:
+        raise RunDirError(f"{cfg_path} cannot be used ({e}); restore the run's config.yaml") from None
     state = read_run_weights(run_dir, weights)
     ds = load_run_dataset(cfg)
     model = build_model(cfg, ds.num_classes)

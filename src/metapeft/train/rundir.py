@@ -250,9 +250,7 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
                 raise ValueError("meta.pt is missing but meta-learning is on")
             meta.load_state_dict(saved["meta"])
         torch.set_rng_state(saved["rng"]["torch"])
-    except MetapeftError:
-        raise
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+    except (MetapeftError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ckpt.CheckpointError(f"{path} does not fit this run ({type(e).__name__}: {e}): {ckpt.REPAIR}") from None
     return state
 

@@ -104,8 +104,8 @@ class Trainer:
         seed_everything(t.seed)
         log = RunLog(self.out, tensorboard=t.tensorboard and env.is_main, quiet=self.quiet or not env.is_main)
         started = time.perf_counter()
-        for note in pre.notes:
-            log.info(note)
+        for note in pre.notes if env.is_main else ():  # a fallback is said even with --quiet
+            print(f"warning: {note}", file=sys.stderr)
 
         ds = load_run_dataset(cfg)
         log.info(ds.describe())
