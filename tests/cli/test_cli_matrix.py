@@ -75,6 +75,11 @@ def delete(*rels: str) -> Callable[[Path, Path], None]:
     return do
 
 
+def newest_only(mutate: Callable[[str], Callable[[Path, Path], None]], name: str) -> Callable[[Path, Path], None]:
+    """Keep only the newest checkpoint, then damage one of its files (no older one to fall back to)."""
+    return chain(delete(f"{CK}/epoch_0001"), mutate(f"{CK}/epoch_0002/{name}"))
+
+
 def chain(*steps: Callable[[Path, Path], None]) -> Callable[[Path, Path], None]:
     def do(run: Path, tmp: Path) -> None:
         for s in steps:
@@ -263,19 +268,19 @@ CASES: list[Case] = [
     Case("resume:config-corrupt", train(resume=True), "config.yaml", base=True,
          setup=replace("config.yaml", "train: {epochs: [")),
     Case("resume:trainable-truncated", train(resume=True), "trainable.safetensors", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), truncate(f"{CK}/epoch_0002/trainable.safetensors"))),
+         setup=newest_only(truncate, "trainable.safetensors")),
     Case("resume:optimizer-hostile", train(resume=True), "optimizer.pt", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), hostile(f"{CK}/epoch_0002/optimizer.pt"))),
+         setup=newest_only(hostile, "optimizer.pt")),
     Case("resume:optimizer-truncated", train(resume=True), "optimizer.pt", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), truncate(f"{CK}/epoch_0002/optimizer.pt"))),
+         setup=newest_only(truncate, "optimizer.pt")),
     Case("resume:meta-hostile", train(resume=True), "meta.pt", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), hostile(f"{CK}/epoch_0002/meta.pt"))),
+         setup=newest_only(hostile, "meta.pt")),
     Case("resume:meta-missing", train(resume=True), "meta.pt is missing", base=True,
          setup=chain(delete(f"{CK}/epoch_0001", f"{CK}/epoch_0002/meta.pt"))),
     Case("resume:rng-truncated", train(resume=True), "rng.pt", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), truncate(f"{CK}/epoch_0002/rng.pt"))),
+         setup=newest_only(truncate, "rng.pt")),
     Case("resume:state-truncated", train(resume=True), "state.json", base=True,
-         setup=chain(delete(f"{CK}/epoch_0001"), truncate(f"{CK}/epoch_0002/state.json"))),
+         setup=newest_only(truncate, "state.json")),
     Case("resume:all-checkpoints-broken", train(resume=True), "no intact checkpoint", base=True,
          setup=chain(truncate(f"{CK}/epoch_0001/state.json"), truncate(f"{CK}/epoch_0002/trainable.safetensors"))),
     Case("resume:checkpoints-deleted", train(resume=True), "no intact checkpoint", base=True, setup=delete(CK)),

@@ -99,6 +99,7 @@ def decode_files(
     *,
     image_size: int | None = None,
     names: Sequence[str] | None = None,
+    percentile: float | None = None,
 ) -> torch.Tensor:
     """Decode ``paths`` in a thread pool into a uint8 tensor [N, C, H, W].
 
@@ -106,10 +107,11 @@ def decode_files(
         paths: image files.
         image_size: resize every image to this square size (required when sizes differ).
         names: display names for errors (default: the paths).
+        percentile: 16/32-bit images map their [p, 100 - p] percentile range to 0..255 (default: min..max).
     """
     names = [str(p) for p in paths] if names is None else list(names)
     with ThreadPoolExecutor(worker_threads(len(paths))) as pool:
-        arrays = list(pool.map(lambda p: pil_to_array(read_image(p), image_size), paths))
+        arrays = list(pool.map(lambda p: pil_to_array(read_image(p), image_size, percentile=percentile), paths))
     return stack_arrays(arrays, names)
 
 

@@ -41,11 +41,12 @@ def scan_tree(tree: Path) -> tuple[list[str], list[Path], list[str]]:
 
 
 def decode_to_imageset(files: list[Path], labels: list[int], *, image_size: int | None, cache_dir: str | Path | None,
-                       names: list[str] | None = None) -> ImageSet:
+                       names: list[str] | None = None, percentile: float | None = None) -> ImageSet:
     """Decode ``files`` once (thread pool), optionally through the memory-mapped cache."""
     names = [str(f) for f in files] if names is None else names
-    key = ["imageset-v1", image_size, *file_stamp(files)]
-    images = cached(cache_dir, key, lambda: decode_files(files, image_size=image_size, names=names))
+    key = ["imageset-v2", image_size, percentile, *file_stamp(files)]  # v2: 16/32-bit images rescaled, not clipped
+    images = cached(cache_dir, key, lambda: decode_files(files, image_size=image_size, names=names,
+                                                         percentile=percentile))
     return ImageSet(images, torch.as_tensor(labels, dtype=torch.long), names)
 
 
@@ -57,6 +58,7 @@ def load_imagefolder(
     layout: str = "auto",
     train_dir: str = "train",
     test_dir: str | None = None,
+    percentile: float | None = None,
 ) -> RawData:
     """Load an ImageFolder dataset.
 
@@ -69,6 +71,8 @@ def load_imagefolder(
             ``"auto"`` = ``"split"`` if ``root/<train_dir>`` exists, else ``"single"``.
         train_dir: name of the training subdirectory.
         test_dir: name of the test subdirectory (default: ``test``, else ``val``).
+        percentile: 16/32-bit images (SAR, TIFF) are rescaled to 8 bit by their [p, 100 - p] percentile
+            range instead of their min..max (a few bright outliers then do not darken the rest).
 
     Classes are the sorted subdirectory names of the training tree; a test class that is not among
     them, or a training class without images, is an error.
@@ -89,7 +93,10 @@ def load_imagefolder(
     empty = [c for c in classes if counts[c] == 0]
     if empty:
         raise DataError(f"class(es) {empty} have no images in {train_tree} (extensions {', '.join(IMAGE_EXTENSIONS)})")
-    train = decode_to_imageset(files, [index[o] for o in owners], image_size=image_size, cache_dir=cache_dir)
+    if percentile is not None and not 0 <= percentile < 50:
+        raise DataError(f"imagefolder percentile = {percentile}: allowed 0 <= p < 50")
+    train = decode_to_imageset(files, [index[o] for o in owners], image_size=image_size, cache_dir=cache_dir,
+                               percentile=percentile)
     info = {"root": str(root), "layout": layout}
     if layout == "single":
         return RawData(train, None, classes, info=info)
@@ -103,7 +110,8 @@ def load_imagefolder(
     if unknown:
         raise DataError(f"test class folder(s) {unknown} in {test_tree} are outside the class list "
                         f"of {train_tree}: {classes}")
-    test = decode_to_imageset(test_files, [index[o] for o in test_owners], image_size=image_size, cache_dir=cache_dir)
+    test = decode_to_imageset(test_files, [index[o] for o in test_owners], image_size=image_size, cache_dir=cache_dir,
+                              percentile=percentile)
     train, test = harmonise_splits(train, test)
     return RawData(train, test, classes, info={**info, "split": f"official ({train_dir}/, {test_tree.name}/)"})
 
