@@ -74,7 +74,11 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        obj: Any = load_file(str(path), device="cpu")
+        try:
+            obj: Any = load_file(str(path), device="cpu")
+        except Exception as e:  # SafetensorError / OSError for a truncated or foreign file
+            raise BackboneWeightsError(f"cannot read weights from {path} (truncated or not safetensors: {e}); "
+                                       "replace the file") from None
     else:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)

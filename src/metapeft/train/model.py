@@ -9,7 +9,7 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..config import RunConfig
-from ..errors import MissingFileError
+from ..errors import ConfigError, MissingFileError
 from ..peft import apply_peft
 from .heads import build_head
 
@@ -32,7 +32,13 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
     # `metapeft eval` rebuilds the exact frozen weights of a run that had no pretrained file.
     torch.manual_seed(cfg.train.seed)
     # Fused SDPA stays on; the trainer turns it off only for second-order meta steps (unfused_attention).
-    model = create_backbone(m.name, pretrained, img_size=m.img_size, num_classes=num_classes, **m.options)
+    try:
+        model = create_backbone(m.name, pretrained, img_size=m.img_size, num_classes=num_classes, **m.options)
+    except (TypeError, AssertionError) as e:
+        if not m.options:
+            raise  # not the user's kwargs: a bug, keep the traceback
+        raise ConfigError(f"model.options = {m.options}: timm cannot build {m.name} with them "
+                          f"({type(e).__name__}: {e})") from None
     model.head = build_head(m.head, model.num_features, num_classes, m.head_scale)
     return apply_peft(model, cfg.peft)
 
