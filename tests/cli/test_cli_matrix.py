@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import json
 import os
 import pickle
@@ -28,7 +29,17 @@ import pytest
 from PIL import Image
 
 from metapeft.cli import main
-from conftest import TINY_RUN
+
+
+def _tiny_run() -> list[str]:
+    """tests/conftest.py's TINY_RUN (loaded by path: `import conftest` may name another conftest)."""
+    spec = importlib.util.spec_from_file_location("_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return list(mod.TINY_RUN)
+
+
+TINY_RUN = _tiny_run()
 
 BASE = [*TINY_RUN, "train.threads=1", "meta.enabled=true", "meta.interval=2", "train.keep_checkpoints=2"]
 CK = "checkpoints"

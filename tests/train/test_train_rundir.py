@@ -10,13 +10,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY_RUN
 
 from metapeft.cli import main
 from metapeft.errors import RunDirError
 from metapeft.train.rundir import RunLock, remove_orphans
 
-OVER = [*TINY_RUN, "train.threads=1", "meta.enabled=true", "meta.interval=2"]
+
+EXTRA = ["train.threads=1", "meta.enabled=true", "meta.interval=2"]
 KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
 # Runs the CLI with safetensors' save_file wrapped so the process SIGKILLs itself right after writing
 # the named temp file: a real kill -9 at a chosen moment (inside the write, before its rename).
@@ -34,15 +34,11 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def train_argv(out, *extra):
-    return ["train", "-q", "--out", str(out), *extra, "--set", *OVER]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("full") / "run"
-    assert main(train_argv(out)) == 0
-    return out
+@pytest.fixture
+def train_argv(tiny_run):
+    def argv(out, *flags):
+        return ["train", "-q", "--out", str(out), *flags, "--set", *tiny_run, *EXTRA]
+    return argv
 
 
 def history(run):
@@ -59,23 +55,23 @@ def assert_same_run(a, b):
     assert (a / "export" / "peft.safetensors").read_bytes() == (b / "export" / "peft.safetensors").read_bytes()
 
 
-@pytest.mark.parametrize("marker,left", [
-    (".epoch_0002.", "checkpoints/.epoch_0002.*"),        # inside the epoch-2 checkpoint write
-    (".merged.safetensors.", "export/.merged.safetensors.*"),  # inside the export, after peft.safetensors
-])
-def test_kill_9_then_resume_equals_uninterrupted(tmp_path, uninterrupted, marker, left):
-    out = tmp_path / "run"
-    killed = subprocess.run([sys.executable, "-c", KILLER, marker, *train_argv(out)], capture_output=True,
-                            text=True, timeout=600)
-    assert killed.returncode == -9, killed.stderr
-    assert list(out.glob(left)), "the kill happened inside the write"
-    assert not (out / "metrics.json").exists(), "metrics.json is written last: absent means incomplete"
-    assert main(train_argv(out, "--resume")) == 0
-    assert not list(out.glob(left)) and not (out / "run.lock").exists()
-    assert_same_run(uninterrupted, out)
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path, train_argv):
+    full = tmp_path / "full"
+    assert main(train_argv(full)) == 0
+    for marker, left in [(".epoch_0002.", "checkpoints/.epoch_0002.*"),          # inside a checkpoint write
+                         (".merged.safetensors.", "export/.merged.safetensors.*")]:  # inside the export
+        out = tmp_path / marker.strip(".")
+        killed = subprocess.run([sys.executable, "-c", KILLER, marker, *train_argv(out)], capture_output=True,
+                                text=True, timeout=600)
+        assert killed.returncode == -9, killed.stderr
+        assert list(out.glob(left)), "the kill happened inside the write"
+        assert not (out / "metrics.json").exists(), "metrics.json is written last: absent means incomplete"
+        assert main(train_argv(out, "--resume")) == 0
+        assert not list(out.glob(left)) and not (out / "run.lock").exists()
+        assert_same_run(full, out)
 
 
-def test_two_concurrent_trains_one_is_refused(tmp_path):
+def test_two_concurrent_trains_one_is_refused(tmp_path, train_argv):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "metapeft", *train_argv(out)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]

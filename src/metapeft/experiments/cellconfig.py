@@ -78,7 +78,7 @@ def _wrap_scalar_list(data: dict[str, Any], key: str) -> None:
         return
     hint = get_type_hints(cls)[name]
     options = get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,)
-    is_list = any((get_origin(t) or t) is list for t in options)
+    is_list = any((get_origin(t) or t) is list for t in options) and str not in options  # peft.blocks: "last:2"
     value = data[section][name]
     if is_list and isinstance(value, (str, int, float)) and not isinstance(value, bool) and "," not in str(value):
         data[section][name] = [value]
