@@ -93,7 +93,7 @@ YAMLISH = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.one_of(st.sampled_from(KEYS), TEXT), value=YAMLISH, sep=st.sampled_from(["=", "", "=="]))
 def test_set_parser_raises_only_the_tools_own_errors(key, value, sep):
     """Whatever --set gets, the parser and config build either succeed or raise a MetapeftError."""
