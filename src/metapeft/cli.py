@@ -110,15 +110,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(result.metrics)
     gamma_path = result.out_dir / "gamma.json"
     if gamma_path.exists():
-        from .meta.report import GammaReport
+        from .meta.report import gamma_summary
 
-        data = json.loads(gamma_path.read_text())
-        data.pop("trace", None)
-        report = GammaReport(**data)
-        print("\nlearned γ (block × position):")
-        print(report.table("gamma"))
-        if report.below_threshold:
-            print(f"sites with |γ| < {report.threshold} (not inserted): {', '.join(report.below_threshold)}")
+        print("\n" + gamma_summary(json.loads(gamma_path.read_text()), bool(cfg.meta.enabled)))
     print(f"\nrun directory: {result.out_dir}  ({result.wall_time_s:.0f} s)")
     return 0
 

@@ -26,7 +26,8 @@ class ConfigError(ValueError):
 class DataConfig:
     name: str = field(default="aid", metadata={"help": "dataset name or format (aid, mstar_soc, imagefolder, ...)"})
     root: str | None = field(default=None, metadata={"help": "data root; default $METAPEFT_DATA or ../shared/data"})
-    imbalance_ratio: float | None = field(default=50.0, metadata={"help": "long-tail IR of the train set; null = natural"})
+    imbalance_ratio: float | None = field(default=None, metadata={
+        "help": "subsample train to this long-tail IR (max/min class count); null = use the data as given"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/test split and the LT subsampling"})
     test_fraction: float = field(default=0.2, metadata={"help": "test share when the source has no split"})
     group_thresholds: list[int] = field(default_factory=lambda: [100, 20],
@@ -73,14 +74,16 @@ class ModelConfig:
 
 @dataclass
 class MetaConfig:
-    enabled: bool = field(default=False, metadata={"help": "learn γ by bi-level optimisation"})
+    enabled: bool | None = field(default=None, metadata={
+        "help": "learn γ by bi-level optimisation (MetaPEFT); null = on when the method has γ"})
     hypergrad: str = field(default="first_order", metadata={
         "help": "first_order (default: same accuracy as unrolled here at 1.10x plain cost vs 1.24x) | unrolled | neumann"})
     val_mode: str = field(default="resample", metadata={"help": "resample (class-balanced from train) | holdout"})
     holdout_ratio: float = field(default=0.2, metadata={"help": "stratified hold-out share (val_mode=holdout)"})
     val_batch_size: int = field(default=32, metadata={"help": "images per meta-validation batch"})
     val_augment: bool = field(default=True, metadata={"help": "augment meta-validation batches like training"})
-    interval: int = field(default=10, metadata={"help": "one meta step every N inner steps (cost ~1/N)"})
+    interval: int | None = field(default=None, metadata={
+        "help": "one meta step every N inner steps (cost ~1/N); null = 10, or fewer so every epoch has >= 2"})
     optimizer: str = field(default="adam", metadata={"help": "adam | sgd (for γ)"})
     lr: float = field(default=0.25, metadata={"help": "meta learning rate (Adam moves γ ~lr per meta step). "
                                                         "0.25 is safe for every method; LoRA at short budgets "
@@ -98,7 +101,7 @@ class MetaConfig:
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"meta.{key} must be one of {'|'.join(allowed)}, got {getattr(self, key)!r}")
-        if self.interval < 1:
+        if self.interval is not None and self.interval < 1:
             raise ConfigError(f"meta.interval must be >= 1, got {self.interval}")
         if not 0 < self.holdout_ratio < 1:
             raise ConfigError(f"meta.holdout_ratio must be in (0, 1), got {self.holdout_ratio}")
@@ -167,6 +170,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.meta.enabled is None:  # the product's method is the default wherever it applies
+            self.meta.enabled = self.peft.has_gamma
         if self.meta.enabled and not self.peft.has_gamma:
             raise ConfigError(f"meta.enabled needs a method with γ modulators (lora, adaptformer, adapter) "
                               f"and peft.gamma=true; got peft.method={self.peft.method!r}")

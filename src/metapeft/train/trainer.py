@@ -148,7 +148,7 @@ class Trainer:
         meta = None
         if cfg.meta.enabled:
             outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
-            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_)
+            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_, steps_per_epoch=steps_per_epoch)
         self._gammas_trainable(False)  # γ only gets gradients inside meta steps
 
         state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
