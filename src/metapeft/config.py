@@ -138,6 +138,10 @@ class TrainConfig:
         "help": "cache the frozen blocks before the first trainable site (only when data.augment=false)"})
     prefix_cache_dir: str | None = field(default=None, metadata={
         "help": "directory where cached prefix tokens are stored and shared between runs (sweeps: SWEEP/prefix_cache)"})
+    export_merged: bool | None = field(default=None, metadata={
+        "help": "write export/merged.safetensors (the whole backbone, for plain timm); null = yes, but not in sweep cells"})
+    export_onnx: bool | None = field(default=None, metadata={
+        "help": "write export/model.onnx (the whole classifier); null = yes, but not in sweep cells"})
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):

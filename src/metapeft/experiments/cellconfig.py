@@ -51,7 +51,11 @@ def resolve_base(config: str | Path | None, overrides: list[str]) -> dict[str, A
     plain, derived = split_derived(overrides)
     for key, raw in derived.items():
         _positive_float(key, raw)
-    return RunConfig.load(config, plain).to_dict()
+    base = RunConfig.load(config, plain).to_dict()
+    for key in ("export_merged", "export_onnx"):  # whole-model files per cell fill a disk; opt in per sweep
+        if base["train"][key] is None:
+            base["train"][key] = False
+    return base
 
 
 def build_cell_config(base: dict[str, Any], cell: Cell) -> RunConfig:

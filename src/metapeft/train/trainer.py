@@ -8,7 +8,6 @@ Single process by default; under ``torchrun`` it trains data-parallel (see ``dis
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import random
@@ -25,7 +24,7 @@ from ..backbones import unfused_attention
 from ..config import RunConfig
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
-from ..peft import gamma_parameters, merge_peft, trainable_summary
+from ..peft import gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
 from .distributed import DistEnv
 from .evaluate import evaluate
@@ -225,7 +224,9 @@ class Trainer:
             if report is not None:
                 payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
                 ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
-            self._export(model)
+            from ..export import export_run  # lazy: export imports train modules
+
+            export_run(model, cfg, self.out, data.ds, pcfg.get("mean"), pcfg.get("std"), log=log.info)
             log.scalars(state["step"], {f"test/{k}": result[k] for k in SUMMARY_KEYS})
         log.close()
         env.barrier()
@@ -303,16 +304,6 @@ class Trainer:
         values = {"meta/val_loss": res.val_loss, "meta/hypergrad_norm": res.grad_norm}
         values.update({f"gamma/{s}": g for s, g in zip(meta.sites, meta.gamma_values())})
         log.scalars(step, values)
-
-    def _export(self, model: nn.Module) -> None:
-        """PEFT-only state (+γ, head) and the merged model, both safetensors."""
-        export = self.out / "export"
-        ckpt.atomic_save_safetensors(ckpt.trainable_state(model), export / "peft.safetensors",
-                                     metadata={"peft_config": json.dumps(self.cfg.peft.to_dict())})
-        merged = merge_peft(copy.deepcopy(model))
-        ckpt.atomic_save_safetensors({k: v.detach().cpu() for k, v in merged.state_dict().items()},
-                                     export / "merged.safetensors")
-        ckpt.atomic_write_text(export / "peft_config.json", json.dumps(self.cfg.peft.to_dict(), indent=1))
 
 
 def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
