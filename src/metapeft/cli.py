@@ -1,7 +1,8 @@
-"""`metapeft` command line: train | eval | info.
+"""`metapeft` command line: train | eval | predict | info | sweep | report.
 
     metapeft train --config configs/aid_lt_lora_meta.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
-    metapeft eval --checkpoint runs/x
+    metapeft eval --checkpoint runs/x [--set data.root=OTHER_FOLDER]
+    metapeft predict --checkpoint runs/x new_images/ --out preds.csv
     metapeft info
 
 Bad input (missing file, unknown key, bad value, corrupt data) prints one ``error:`` line and
@@ -34,6 +35,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a finished run on its test set")
     p.add_argument("--checkpoint", type=Path, required=True, help="run directory (or its checkpoints/epoch_N)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--set", nargs="+", default=[], metavar="data.KEY=VALUE", dest="overrides",
+                   help="evaluate on another labelled set with the run's classes (matched by name), "
+                        "e.g. data.root=DIR; only the run directory is read for the model")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label new images with a trained run",
+                       description="Predict classes of image files, folders (recursive) or list files "
+                                   "(one path per line). Needs only the run directory. Exit code 1 if any "
+                                   "image could not be read (its row holds the error).")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run directory")
+    p.add_argument("paths", nargs="+", help="image files, folders and list files (.txt/.csv)")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="class names and probabilities per image (5)")
+    p.add_argument("-o", "--out", type=Path, help="write the CSV (or .json) here; default: stdout")
+    p.add_argument("--json", action="store_true", help="JSON rows instead of CSV")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
+    p.add_argument("--device", help="cpu | cuda (default: the run's train.device)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
 
 
 SWEEP_EPILOG = """grid syntax (values parsed as YAML, like --set):
@@ -94,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
+    _add_predict(sub)
     sub.add_parser("info", help="versions, data root, bundled weights cache")
     _add_sweep(sub)
     _add_report(sub)
@@ -118,11 +138,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train.reload import evaluate_run
+    from .infer.commands import eval_command
 
-    metrics = evaluate_run(args.checkpoint)
-    print(json.dumps(metrics.to_dict(), indent=1) if args.json else metrics)
-    return 0
+    return eval_command(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .infer.commands import predict_command
+
+    return predict_command(args)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -209,7 +233,7 @@ def cmd_info(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "sweep": cmd_sweep,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info, "sweep": cmd_sweep,
                 "report": cmd_report}
     from .backbones import BackboneWeightsError, BundledWeightsError
     from .config import ConfigError

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file
 
 from ..config import RunConfig
 from ..eval import Metrics
 from .checkpoint import latest_checkpoint, load_trainable_state
-from .evaluate import evaluate
 from .model import build_model
-from .pipeline import eval_loader, load_run_dataset, prepare_data
-from .trainer import resolve_device
+from .pipeline import load_run_dataset
 
 
 def find_run_dir(path: Path) -> tuple[Path, Path]:
@@ -41,12 +38,7 @@ def load_run_model(run_dir: Path, weights: Path):
 
 
 def evaluate_run(path: Path) -> Metrics:
-    run_dir, weights = find_run_dir(path)
-    cfg, ds, model = load_run_model(run_dir, weights)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    pcfg = model.pretrained_cfg
-    data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
-    return evaluate(model, eval_loader(ds.test, data, cfg, device), ds)
+    """The run's metrics on its own test set, rebuilt from the run directory (see ``infer.evaluate``)."""
+    from ..infer.evaluate import evaluate_checkpoint
+
+    return evaluate_checkpoint(path)
