@@ -90,3 +90,23 @@ def tiny_model() -> list[str]:
 def own_folder(tmp_path, data_root) -> Path:
     """A long-tailed 4-class folder (24, 12, 6, 3 training images; 4 test images per class)."""
     return write_image_folder(tmp_path / "mydata", data_root, [24, 12, 6, 3])
+
+
+def perturb_peft(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random LoRA/adapter matrices and γ in [0.5, 1.5): a fresh model would compute the plain backbone."""
+    from metapeft.peft import gamma_parameters, site_modules
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for branch in site_modules(model).values():
+            for p in branch.parameters():
+                if p.dim() == 2:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+        for gamma in gamma_parameters(model):
+            gamma.copy_(0.5 + torch.rand(gamma.shape, generator=g))
+    return model.eval()
+
+
+@pytest.fixture
+def perturbed():
+    return perturb_peft

@@ -15,32 +15,24 @@ from safetensors.torch import load_file
 from metapeft.config import RunConfig
 from metapeft.experiments.cellconfig import resolve_base
 from metapeft.export import export_run
-from metapeft.peft import gamma_parameters, site_modules
 from metapeft.train.model import build_model
 
 TOL = 1e-4
 
 
-def _trained_like(tiny_run, extra):
-    """A tiny model whose LoRA B, γ and head are random (a fresh one would be the plain backbone)."""
+def _trained_like(tiny_run, extra, perturbed):
+    """A tiny model whose LoRA matrices, γ and head are random (a fresh one would be the plain backbone)."""
     cfg = RunConfig.load(None, tiny_run + extra)
-    model = build_model(cfg, 5).eval()
-    g = torch.Generator().manual_seed(3)
+    model = perturbed(build_model(cfg, 5), seed=3)
     with torch.no_grad():
-        for branch in site_modules(model).values():
-            for p in branch.parameters():
-                if p.dim() == 2:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-        for gamma in gamma_parameters(model):
-            gamma.copy_(0.5 + torch.rand(gamma.shape, generator=g))
-        model.get_classifier().weight.copy_(torch.randn(model.get_classifier().weight.shape, generator=g))
+        model.get_classifier().weight.normal_()
     ds = SimpleNamespace(classes=[f"c{i}" for i in range(5)], train_class_counts=torch.tensor([9, 7, 5, 3, 1]),
                          class_groups={"many": [], "medium": [], "few": [0, 1, 2, 3, 4]})
     return cfg, model, ds
 
 
-def _export(tmp_path, tiny_run, extra):
-    cfg, model, ds = _trained_like(tiny_run, extra)
+def _export(tmp_path, tiny_run, extra, perturbed):
+    cfg, model, ds = _trained_like(tiny_run, extra, perturbed)
     info = export_run(model, cfg, tmp_path, ds, model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
     return cfg, model, info, tmp_path / "export"
 
@@ -56,10 +48,10 @@ def x():
 
 
 @pytest.mark.parametrize("extra", [[], ["peft.positions=q,v,mlp1", "peft.blocks=last:1"]])
-def test_hf_peft_adapter_loads_onto_plain_timm(tmp_path, tiny_run, x, extra):
+def test_hf_peft_adapter_loads_onto_plain_timm(tmp_path, tiny_run, x, extra, perturbed):
     from peft import PeftModel
 
-    cfg, model, info, export = _export(tmp_path, tiny_run, extra)
+    cfg, model, info, export = _export(tmp_path, tiny_run, extra, perturbed)
     adapter = json.loads((export / "hf_peft" / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and "blocks.1.attn.qkv" in adapter["target_modules"]
     ref = PeftModel.from_pretrained(_plain_timm(info, cfg.train.seed), str(export / "hf_peft")).eval()
@@ -71,10 +63,10 @@ def test_hf_peft_adapter_loads_onto_plain_timm(tmp_path, tiny_run, x, extra):
         assert (ref_logits - model(x)).abs().max() < TOL
 
 
-def test_onnx_logits_equal_metapeft(tmp_path, tiny_run, x):
+def test_onnx_logits_equal_metapeft(tmp_path, tiny_run, x, perturbed):
     import onnxruntime as ort
 
-    _, model, info, export = _export(tmp_path, tiny_run, [])
+    _, model, info, export = _export(tmp_path, tiny_run, [], perturbed)
     assert info["files"]["onnx"] == "model.onnx"
     sess = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
     out = sess.run(["logits"], {"pixel_values": x.numpy()})[0]
@@ -82,8 +74,8 @@ def test_onnx_logits_equal_metapeft(tmp_path, tiny_run, x):
         assert np.abs(out - model(x).numpy()).max() < TOL
 
 
-def test_merged_state_loads_strictly_into_plain_timm(tmp_path, tiny_run, x):
-    _, model, info, export = _export(tmp_path, tiny_run, [])
+def test_merged_state_loads_strictly_into_plain_timm(tmp_path, tiny_run, x, perturbed):
+    _, model, info, export = _export(tmp_path, tiny_run, [], perturbed)
     plain = timm.create_model(info["architecture"], pretrained=False, **info["model_kwargs"]).eval()
     plain.load_state_dict(load_file(str(export / "merged.safetensors")), strict=True)
     with torch.no_grad():
@@ -97,8 +89,8 @@ def test_merged_state_loads_strictly_into_plain_timm(tmp_path, tiny_run, x):
     assert {"mean", "std", "crop_pct", "architecture"} <= set(cfg_json)
 
 
-def test_methods_timm_cannot_hold_are_noted_not_half_written(tmp_path, tiny_run):
-    _, _, info, export = _export(tmp_path, tiny_run, ["peft.method=adapter"])
+def test_methods_timm_cannot_hold_are_noted_not_half_written(tmp_path, tiny_run, perturbed):
+    _, _, info, export = _export(tmp_path, tiny_run, ["peft.method=adapter"], perturbed)
     assert not (export / "merged.safetensors").exists() and not (export / "hf_peft").exists()
     assert any("merged" in n for n in info["notes"]) and any("hf_peft" in n for n in info["notes"])
     assert (export / "model.onnx").is_file() and (export / "peft.safetensors").is_file()

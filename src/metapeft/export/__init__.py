@@ -24,7 +24,6 @@ from torch import nn
 from .hf_peft import write_hf_peft
 from .merged import plain_timm_state
 from .model_config import build_export_config, read_export_config, write_export_config
-from .native import write_native
 from .onnx import write_onnx
 
 __all__ = ["export_run", "read_export_config"]
@@ -33,6 +32,7 @@ __all__ = ["export_run", "read_export_config"]
 def export_run(model: nn.Module, cfg, out_dir: Path, ds, mean, std,
                log: Callable[[str], None] | None = None) -> dict:
     """Write every export of ``model`` into ``out_dir / "export"``; returns the config.json content."""
+    from ..peft.saving import save_peft
     from ..train.checkpoint import atomic_save_safetensors
 
     log = log or (lambda msg: None)
@@ -44,7 +44,7 @@ def export_run(model: nn.Module, cfg, out_dir: Path, ds, mean, std,
     # the training distribution, so an evaluation elsewhere keeps this run's many / medium / few groups
     info["train_class_counts"] = [int(c) for c in ds.train_class_counts]
     info["class_groups"] = {g: [int(i) for i in v] for g, v in ds.class_groups.items()}
-    write_native(model, cfg.peft.to_dict(), export)
+    save_peft(model, export)  # peft.safetensors + peft_config.json: what mp.load_peft reads
     why = write_hf_peft(model, info, export / "hf_peft")
     _record(files, notes, "hf_peft", "hf_peft/", why)
     if cfg.train.export_merged is not False:
