@@ -22,7 +22,8 @@ EXIT_BAD_INPUT = 2
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a PEFT / MetaPEFT model", description="Train; writes RUN/metrics.json, "
-                       "RUN/gamma.json, checkpoints and exports into --out.")
+                       "RUN/gamma.json, checkpoints and exports into --out.",
+                       epilog="every --set key, its type, default and allowed values: metapeft config [SECTION]")
     p.add_argument("-c", "--config", type=Path, help="YAML config (sections data, model, peft, meta, train)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="overrides such as train.epochs=3 peft.positions=q,v meta.enabled=true")
@@ -108,12 +109,19 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         "run the model over the test set")
 
 
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="list every config key: type, default, allowed values, help")
+    p.add_argument("section", nargs="?", help="data | model | peft | meta | train (default: all)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metapeft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
     _add_predict(sub)
+    _add_config(sub)
     sub.add_parser("info", help="versions, data root, bundled weights cache")
     _add_sweep(sub)
     _add_report(sub)
@@ -147,6 +155,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .infer.commands import predict_command
 
     return predict_command(args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config_help import describe, format_table
+
+    rows = describe(args.section)
+    print(json.dumps(rows, indent=1, default=str) if args.json else format_table(rows))
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -233,7 +249,7 @@ def cmd_info(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "info": cmd_info, "sweep": cmd_sweep,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "info": cmd_info, "sweep": cmd_sweep,
                 "report": cmd_report}
     from .backbones import BackboneWeightsError, BundledWeightsError
     from .config import ConfigError
