@@ -26,6 +26,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "meta.outer_loss": ("balanced_ce", "ce", "la"),
     "train.optimizer": ("sgd", "adamw"),
     "train.loss": ("ce", "la", "balanced_softmax", "focal"),
+    "train.select_metric": ("overall", "balanced", "many", "medium", "few"),
+    "train.eval_split": ("auto", "val", "test"),
 }
 
 

@@ -34,14 +34,22 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 def pil_to_array(img: Image.Image, image_size: int | None = None) -> np.ndarray:
-    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional square resize."""
+    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional aspect-keeping square resize."""
     if img.mode in _GRAY_MODES or img.mode == "LA":
         img = img.convert("L")
     elif img.mode != "RGB":
         img = img.convert("RGB")
     if image_size is not None and img.size != (image_size, image_size):
-        # Pillow's BICUBIC antialiases when it shrinks (the same resampling as the bundled arrays).
-        img = img.resize((image_size, image_size), Image.BICUBIC)
+        # Aspect kept: the shorter side becomes image_size, then a centre crop makes it square (a square
+        # image is resized exactly as before). Pillow's BICUBIC antialiases when it shrinks (the same
+        # resampling as the bundled arrays).
+        w, h = img.size
+        scale = image_size / min(w, h)
+        nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+        box = ((nw - image_size) // 2, (nh - image_size) // 2)
+        img = img.resize((nw, nh), Image.BICUBIC)
+        if (nw, nh) != (image_size, image_size):
+            img = img.crop((box[0], box[1], box[0] + image_size, box[1] + image_size))
     arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 

@@ -35,6 +35,7 @@ from .optim import build_optimizer, cosine_schedule
 from .pipeline import eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
+from .selection import ModelSelection
 
 SUMMARY_KEYS = ("overall", "balanced", "many", "medium", "few")
 
@@ -165,6 +166,7 @@ class Trainer:
                 log.rewrite_csv("history.csv", state["history"])
             log.info(f"resumed from {latest} (epoch {state['epoch']}, step {state['step']})")
 
+        selector = ModelSelection(cfg, data.selection, self.out, is_main=env.is_main)
         # ------------------------------------------------------------------ epochs
         for epoch in range(state["epoch"], t.epochs):
             seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
@@ -188,10 +190,11 @@ class Trainer:
             if meta is not None:
                 g = meta.gamma_values()
                 row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
-            if t.eval_every and (epoch + 1) % t.eval_every == 0 and epoch + 1 < t.epochs:
-                m = evaluate(net, eval_loader(data.test, data, cfg, device), data.ds, env).to_dict()
-                row.update({k: m[k] for k in SUMMARY_KEYS})
-                log.scalars(state["step"], {f"test/{k}": m[k] for k in SUMMARY_KEYS})
+            scores = selector.epoch_end(epoch, epoch + 1 == t.epochs, model, lambda s: evaluate(
+                net, eval_loader(s, data, cfg, device), data.ds, env).to_dict(), data.test)
+            row.update(scores)
+            log.scalars(state["step"], {k.replace("val_", "val/") if k.startswith("val_") else f"test/{k}": v
+                                        for k, v in scores.items()})
             state["history"].append(row)
             state["epoch"] = epoch + 1
             state["scheduler"] = scheduler.state_dict()
@@ -204,6 +207,7 @@ class Trainer:
             env.barrier()
 
         # ------------------------------------------------------------------ results
+        chosen = selector.restore(model, t.epochs)  # the best-by-validation epoch, when there is a hold-out
         report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
             log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
@@ -212,6 +216,7 @@ class Trainer:
         if data.selection is not None:  # model-selection split: HPO objectives read this, never test
             val = evaluate(net, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
             result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
+        result["model_selection"] = chosen
         wall = time.perf_counter() - started
         result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
                          "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
