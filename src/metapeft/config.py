@@ -223,9 +223,11 @@ class RunConfig:
     def load(cls, path: str | Path | None, overrides: list[str] | None = None) -> "RunConfig":
         data: dict[str, Any] = {}
         if path is not None:
-            p = Path(path)
-            if not p.is_file():
-                raise ConfigError(f"config file not found: {p}")
+            from .config_presets import preset_names, resolve_config_path
+
+            p = resolve_config_path(path)
+            if p is None:
+                raise ConfigError(f"config file not found: {path} (or a preset name: {', '.join(preset_names())})")
             try:
                 data = yaml.safe_load(p.read_text()) or {}
             except yaml.YAMLError as e:
