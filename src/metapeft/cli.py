@@ -133,6 +133,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .meta import gamma_report  # noqa: F401  (import cost paid before the run starts)
     from .train import Trainer
 
+    from .progress import set_enabled
+
+    set_enabled(not args.quiet)
     cfg = RunConfig.load(args.config, args.overrides)
     result = Trainer(cfg, args.out, resume=args.resume, quiet=args.quiet).run()
     print(result.metrics)

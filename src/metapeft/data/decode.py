@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..progress import progress
 from .roots import DataError
 
 __all__ = ["read_image", "pil_to_array", "stack_arrays", "decode_files", "resize_uint8", "cached", "file_stamp"]
@@ -95,7 +96,8 @@ def decode_files(
     """
     names = [str(p) for p in paths] if names is None else list(names)
     with ThreadPoolExecutor(worker_threads(len(paths))) as pool:
-        arrays = list(pool.map(lambda p: pil_to_array(read_image(p), image_size), paths))
+        decoded = pool.map(lambda p: pil_to_array(read_image(p), image_size), paths)
+        arrays = list(progress(decoded, "decode", total=len(paths), unit="images"))
     return stack_arrays(arrays, names)
 
 

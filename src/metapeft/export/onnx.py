@@ -9,6 +9,7 @@ exporter (no onnxscript needed) and plain (non-fused) attention, on CPU, batch a
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import os
 import tempfile
@@ -33,7 +34,8 @@ def write_onnx(model: nn.Module, export_cfg: dict, path: Path) -> str:
     try:
         with unfused_attention(net), warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (x,), buf, dynamo=False, opset_version=OPSET, input_names=["pixel_values"],
+            legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+            torch.onnx.export(net, (x,), buf, **legacy, opset_version=OPSET, input_names=["pixel_values"],
                               output_names=["logits"],
                               dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
     except Exception as e:  # an architecture the exporter cannot trace: say so, keep the other exports

@@ -336,8 +336,6 @@ def _autocast(enabled: bool, device: torch.device):
 
 
 def _progress(loader, desc: str, enabled: bool):
-    if not enabled:
-        return loader
-    from tqdm.auto import tqdm
+    from ..progress import progress  # a bar on a terminal, plain lines every 10 s in a log
 
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    return progress(loader, desc, enabled=enabled, unit="batches", min_s=float("inf"))
