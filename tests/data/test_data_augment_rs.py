@@ -58,3 +58,10 @@ def test_decode_keeps_aspect_with_a_centre_crop():
     square = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(square).resize((10, 10), Image.BICUBIC))
     assert np.array_equal(pil_to_array(Image.fromarray(square), 10), expected)  # square: as before
+
+
+def test_eval_of_a_non_square_batch_keeps_aspect():
+    x = torch.randint(0, 256, (2, 3, 16, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    aug = BatchAugment(8, MEAN, STD, train=False)
+    centre = BatchAugment(8, MEAN, STD, train=False)(x[:, :, :, 8:24].contiguous())  # the middle square
+    assert torch.allclose(aug(x), centre)

@@ -28,7 +28,7 @@ def test_own_long_tailed_folder_is_used_whole_and_gamma_learns(tmp_path, own_fol
     out, printed = _train(tmp_path, own_folder, [], capsys, tiny_model)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["run"]["steps"] == (24 + 12 + 6 + 3) // 8   # every training image, no LT subsampling
-    assert metrics["run"]["meta_steps"] >= 2, "5 steps an epoch must still get meta steps"
+    assert metrics["run"]["meta_steps"] >= 2 and metrics["run"]["meta_interval"] == 2, "5 steps an epoch need meta steps"
     gamma = json.loads((out / "gamma.json").read_text())["gamma"]
     assert any(abs(v - 1.0) > 1e-4 for v in gamma.values())
     assert "learned γ" in printed

@@ -90,7 +90,8 @@ class BatchAugment:
         scale / ratio: RandomResizedCrop area-fraction and aspect-ratio ranges (torchvision defaults).
         hflip: flip each sample with probability 0.5 in train mode.
         eval_crop: fraction of the shorter side kept by the eval centre crop (1.0 = plain resize;
-            0.875 = the "Resize(256) + CenterCrop(224)" recipe).
+            0.875 = the "Resize(256) + CenterCrop(224)" recipe); non-square inputs are always cropped to a
+            centred square first, so their aspect ratio is kept.
         rs: remote-sensing augmentation in train mode: vertical flip (p = 0.5) and rotation by
             k·90°, k uniform in {0, 1, 2, 3}, per sample.
 
@@ -149,7 +150,7 @@ class BatchAugment:
                 x = rs_flip_rotate(x, generator)
         else:
             x = images.float()
-            if self.eval_crop < 1.0:
+            if self.eval_crop < 1.0 or h != w:  # a non-square image is centre-cropped, not stretched
                 side = max(1, round(min(h, w) * self.eval_crop))
                 top, left = (h - side) // 2, (w - side) // 2
                 x = x[:, :, top:top + side, left:left + side]

@@ -221,6 +221,7 @@ class Trainer:
         result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
                          "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
                          "meta_steps": meta.state.steps if meta else 0,
+                         "meta_interval": meta.interval if meta else None,
                          "meta_skipped": meta.state.skipped if meta else 0,
                          "world_size": env.world, "prefix_cached_blocks": start}
         gamma = report.gamma if report is not None else {}
