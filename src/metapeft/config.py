@@ -37,10 +37,13 @@ class DataConfig:
         "help": "decode size for folder/list formats (shorter side, then centre crop to square: aspect kept)"})
     augment: bool = field(default=True, metadata={"help": "random resized crop + flip on training batches"})
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata={"help": "RRC area range"})
-    rs_augment: bool = field(default=False, metadata={
-        "help": "remote-sensing augmentation: + vertical flip and random 90° rotations (scenes have no 'up')"})
-    eval_crop: float = field(default=1.0, metadata={
-        "help": "evaluation centre crop, share of the shorter side (1.0 = resize only; 0.875 = 256→224 recipe)"})
+    # New fields default to None (= the old behaviour), so an old sweep directory still resumes.
+    rs_augment: bool | None = field(default=None, metadata={
+        "help": "remote-sensing augmentation: + vertical flip and random 90° rotations (scenes have no 'up'); "
+                "null = off"})
+    eval_crop: float | None = field(default=None, metadata={
+        "help": "evaluation centre crop, share of the shorter side (0.875 = the 256→224 recipe); null = 1.0 "
+                "(resize only)"})
     options: dict[str, Any] = field(default_factory=dict, metadata={"help": "extra format kwargs (list files, ...)"})
 
     def __post_init__(self) -> None:
@@ -50,7 +53,7 @@ class DataConfig:
             raise ConfigError(f"data.test_fraction must be in (0, 1), got {self.test_fraction}")
         if len(self.crop_scale) != 2 or not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
             raise ConfigError(f"data.crop_scale must be [lo, hi] with 0 < lo <= hi <= 1, got {self.crop_scale}")
-        if not 0 < self.eval_crop <= 1:
+        if self.eval_crop is not None and not 0 < self.eval_crop <= 1:
             raise ConfigError(f"data.eval_crop must be in (0, 1], got {self.eval_crop}")
         if len(self.group_thresholds) != 2 or self.group_thresholds[0] < self.group_thresholds[1]:
             raise ConfigError(f"data.group_thresholds must be [many, few] with many >= few, got {self.group_thresholds}")
@@ -135,10 +138,11 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata={"help": "evaluate on test every N epochs (0: at the end)"})
     val_holdout: float = field(default=0.0, metadata={
         "help": "stratified share of train held out for model selection (HPO); reported as metrics.json 'val'"})
-    select_metric: str = field(default="balanced", metadata={
-        "help": "with val_holdout > 0: the validation metric that picks the epoch whose model is tested"})
-    eval_split: str = field(default="auto", metadata={
-        "help": "what eval_every evaluates during training: auto (val with a hold-out, else test) | val | test"})
+    select_metric: str | None = field(default=None, metadata={
+        "help": "with val_holdout > 0: the validation metric that picks the epoch whose model is tested; "
+                "null = balanced"})
+    eval_split: str | None = field(default=None, metadata={
+        "help": "what eval_every evaluates during training: val | test; null = val with a hold-out, else test"})
     eval_batch_size: int = field(default=128, metadata={"help": "images per evaluation batch"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's)"})
@@ -167,10 +171,10 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.val_holdout < 1.0:
             raise ConfigError(f"train.val_holdout must be in [0, 1), got {self.val_holdout}")
-        if self.select_metric not in ("overall", "balanced", "many", "medium", "few"):
+        if self.select_metric not in (None, "overall", "balanced", "many", "medium", "few"):
             raise ConfigError(f"train.select_metric must be overall|balanced|many|medium|few, got {self.select_metric!r}")
-        if self.eval_split not in ("auto", "val", "test"):
-            raise ConfigError(f"train.eval_split must be auto|val|test, got {self.eval_split!r}")
+        if self.eval_split not in (None, "val", "test"):
+            raise ConfigError(f"train.eval_split must be val|test (or null), got {self.eval_split!r}")
         if self.keep_checkpoints < 1:
             raise ConfigError("train.keep_checkpoints must be >= 1")
 

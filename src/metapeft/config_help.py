@@ -27,7 +27,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.optimizer": ("sgd", "adamw"),
     "train.loss": ("ce", "la", "balanced_softmax", "focal"),
     "train.select_metric": ("overall", "balanced", "many", "medium", "few"),
-    "train.eval_split": ("auto", "val", "test"),
+    "train.eval_split": ("val", "test"),
 }
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from metapeft.config import RunConfig
-from metapeft.experiments.cellconfig import resolve_base
+from metapeft.experiments.cellconfig import build_cell_config, resolve_base
 from metapeft.export import export_run
 from metapeft.train.model import build_model
 
@@ -97,7 +97,8 @@ def test_methods_timm_cannot_hold_are_noted_not_half_written(tmp_path, tiny_run,
 
 
 def test_sweep_cells_skip_whole_model_files_unless_asked(tiny_run):
-    base = resolve_base(None, tiny_run)
-    assert base["train"]["export_merged"] is False and base["train"]["export_onnx"] is False
-    assert resolve_base(None, tiny_run + ["train.export_merged=true"])["train"]["export_merged"] is True
+    cell = build_cell_config(resolve_base(None, tiny_run), {})
+    assert cell.train.export_merged is False and cell.train.export_onnx is False
+    asked = build_cell_config(resolve_base(None, tiny_run + ["train.export_merged=true"]), {})
+    assert asked.train.export_merged is True
     assert RunConfig.load(None).train.export_merged is None   # single runs: written

@@ -51,11 +51,7 @@ def resolve_base(config: str | Path | None, overrides: list[str]) -> dict[str, A
     plain, derived = split_derived(overrides)
     for key, raw in derived.items():
         _positive_float(key, raw)
-    base = RunConfig.load(config, plain).to_dict()
-    for key in ("export_merged", "export_onnx"):  # whole-model files per cell fill a disk; opt in per sweep
-        if base["train"][key] is None:
-            base["train"][key] = False
-    return base
+    return RunConfig.load(config, plain).to_dict()
 
 
 def build_cell_config(base: dict[str, Any], cell: Cell) -> RunConfig:
@@ -66,6 +62,9 @@ def build_cell_config(base: dict[str, Any], cell: Cell) -> RunConfig:
         if key not in DERIVED_KEYS:
             apply_override(data, f"{key}={raw}")
             _wrap_scalar_list(data, key)
+    for key in ("export_merged", "export_onnx"):  # whole-model files per cell fill a disk: opt in per sweep
+        if data["train"].get(key) is None:
+            data["train"][key] = False
     cfg = RunConfig.from_dict(data)
     if SCALE_KEY in derived:
         scale = _positive_float(SCALE_KEY, derived[SCALE_KEY])

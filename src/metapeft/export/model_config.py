@@ -42,7 +42,7 @@ def build_export_config(cfg, class_names: list[str], mean, std, in_features: int
         "input_size": [3, size, size],
         "mean": [float(v) for v in mean],
         "std": [float(v) for v in std],
-        "crop_pct": float(cfg.data.eval_crop),
+        "crop_pct": float(cfg.data.eval_crop or 1.0),
         "crop_mode": "center",
         "interpolation": "bilinear",
         "decode_size": cfg.data.image_size,

@@ -30,9 +30,9 @@ class ModelSelection:
     def __init__(self, cfg, selection_set, out_dir: Path, *, is_main: bool = True) -> None:
         t = cfg.train
         self.val = selection_set
-        self.metric = t.select_metric
+        self.metric = t.select_metric or "balanced"
         self.eval_every = t.eval_every
-        split = t.eval_split if t.eval_split != "auto" else ("val" if selection_set is not None else "test")
+        split = t.eval_split or ("val" if selection_set is not None else "test")
         self.eval_split = split
         self.dir = Path(out_dir) / "checkpoints" / "best"
         self.is_main = is_main
