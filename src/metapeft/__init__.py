@@ -13,11 +13,13 @@ from .peft import (
     PeftConfig, apply_peft, gamma_map, gamma_parameters, merge_peft, peft_parameters, trainable_summary,
     unmerge_peft,
 )
+from .peft.saving import load_peft, save_peft
+from .peft.switch import disable_peft, merge_and_unload
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "PeftConfig", "RunConfig", "apply_peft", "create_backbone", "data", "eval", "gamma_map",
-    "gamma_parameters", "merge_peft", "peft_parameters", "set_fused_attention", "trainable_summary",
-    "unmerge_peft",
+    "ConfigError", "PeftConfig", "RunConfig", "apply_peft", "create_backbone", "data", "disable_peft", "eval",
+    "gamma_map", "gamma_parameters", "load_peft", "merge_and_unload", "merge_peft", "peft_parameters",
+    "save_peft", "set_fused_attention", "trainable_summary", "unmerge_peft",
 ]

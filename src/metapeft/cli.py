@@ -1,7 +1,8 @@
-"""`metapeft` command line: train | eval | info.
+"""`metapeft` command line: train | eval | predict | info | sweep | report.
 
     metapeft train --config configs/aid_lt_lora_meta.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
-    metapeft eval --checkpoint runs/x
+    metapeft eval --checkpoint runs/x [--set data.root=OTHER_FOLDER]
+    metapeft predict --checkpoint runs/x new_images/ --out preds.csv
     metapeft info
 
 Bad input (missing file, unknown key, bad value, corrupt data or checkpoint, a run directory in use)
@@ -22,7 +23,8 @@ EXIT_BAD_INPUT = 2
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a PEFT / MetaPEFT model", description="Train; writes RUN/metrics.json, "
-                       "RUN/gamma.json, checkpoints and exports into --out.")
+                       "RUN/gamma.json, checkpoints and exports into --out.",
+                       epilog="every --set key, its type, default and allowed values: metapeft config [SECTION]")
     p.add_argument("-c", "--config", type=Path, help="YAML config (sections data, model, peft, meta, train)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="overrides such as train.epochs=3 peft.positions=q,v meta.enabled=true")
@@ -35,6 +37,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a finished run on its test set")
     p.add_argument("--checkpoint", type=Path, required=True, help="run directory (or its checkpoints/epoch_N)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--set", nargs="+", default=[], metavar="data.KEY=VALUE", dest="overrides",
+                   help="evaluate on another labelled set with the run's classes (matched by name), "
+                        "e.g. data.root=DIR; only the run directory is read for the model")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label new images with a trained run",
+                       description="Predict classes of image files, folders (recursive) or list files "
+                                   "(one path per line). Needs only the run directory. Exit code 1 if any "
+                                   "image could not be read (its row holds the error).")
+    p.add_argument("--checkpoint", type=Path, required=True, help="run directory")
+    p.add_argument("paths", nargs="+", help="image files, folders and list files (.txt/.csv)")
+    p.add_argument("-k", "--top-k", type=int, default=5, help="class names and probabilities per image (5)")
+    p.add_argument("-o", "--out", type=Path, help="write the CSV (or .json) here; default: stdout")
+    p.add_argument("--json", action="store_true", help="JSON rows instead of CSV")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (64)")
+    p.add_argument("--device", help="cpu | cuda (default: the run's train.device)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary on stderr")
 
 
 SWEEP_EPILOG = """grid syntax (values parsed as YAML, like --set):
@@ -90,11 +110,19 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                         "run the model over the test set")
 
 
+def _add_config(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="list every config key: type, default, allowed values, help")
+    p.add_argument("section", nargs="?", help="data | model | peft | meta | train (default: all)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metapeft", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
+    _add_predict(sub)
+    _add_config(sub)
     sub.add_parser("info", help="versions, data root, bundled weights cache")
     _add_sweep(sub)
     _add_report(sub)
@@ -106,29 +134,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .meta import gamma_report  # noqa: F401  (import cost paid before the run starts)
     from .train import Trainer
 
-    cfg = RunConfig.load(args.config, args.overrides)
-    result = Trainer(cfg, args.out, resume=args.resume, quiet=args.quiet).run()
+    from .progress import set_enabled
+
+    previous = set_enabled(not args.quiet)
+    try:  # restored afterwards: in-process callers (tests, notebooks) keep their own setting
+        cfg = RunConfig.load(args.config, args.overrides)
+        result = Trainer(cfg, args.out, resume=args.resume, quiet=args.quiet).run()
+    finally:
+        set_enabled(previous)
     print(result.metrics)
     gamma_path = result.out_dir / "gamma.json"
     if gamma_path.exists():
-        from .meta.report import GammaReport
+        from .meta.report import gamma_summary
 
-        data = json.loads(gamma_path.read_text())
-        data.pop("trace", None)
-        report = GammaReport(**data)
-        print("\nlearned γ (block × position):")
-        print(report.table("gamma"))
-        if report.below_threshold:
-            print(f"sites with |γ| < {report.threshold} (not inserted): {', '.join(report.below_threshold)}")
+        print("\n" + gamma_summary(json.loads(gamma_path.read_text()), bool(cfg.meta.enabled)))
     print(f"\nrun directory: {result.out_dir}  ({result.wall_time_s:.0f} s)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .train.reload import evaluate_run
+    from .infer.commands import eval_command
 
-    metrics = evaluate_run(args.checkpoint)
-    print(json.dumps(metrics.to_dict(), indent=1) if args.json else metrics)
+    return eval_command(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .infer.commands import predict_command
+
+    return predict_command(args)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config_help import describe, format_table
+
+    rows = describe(args.section)
+    print(json.dumps(rows, indent=1, default=str) if args.json else format_table(rows))
     return 0
 
 
@@ -216,7 +256,7 @@ def cmd_info(_: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info, "sweep": cmd_sweep,
+    handlers = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "info": cmd_info, "sweep": cmd_sweep,
                 "report": cmd_report}
     from .errors import MetapeftError
 

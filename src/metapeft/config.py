@@ -26,17 +26,24 @@ __all__ = ["ConfigError", "DataConfig", "MetaConfig", "ModelConfig", "RunConfig"
 class DataConfig:
     name: str = field(default="aid", metadata=spec("dataset name or format (aid, mstar_soc, imagefolder, ...)"))
     root: str | None = field(default=None, metadata=spec("data root; default $METAPEFT_DATA or ../shared/data"))
-    imbalance_ratio: float | None = field(default=50.0, metadata=spec("long-tail IR of the train set; null = natural",
-                                                                      ge=1))
+    imbalance_ratio: float | None = field(default=None, metadata=spec(
+        "subsample train to this long-tail IR (max/min class count); null = use the data as given", ge=1))
     split_seed: int = field(default=0, metadata=spec("seed of the train/test split and the LT subsampling", ge=0))
     test_fraction: float = field(default=0.2, metadata=spec("test share when the source has no split", gt=0, lt=1))
     group_thresholds: list[int] = field(default_factory=lambda: [100, 20], metadata=spec(
         "many > t0 >= medium >= t1 > few (train counts)", ge=0, length=2))
     max_per_class: int | None = field(default=None, metadata=spec("cap train images per class (before LT)", ge=1))
-    image_size: int | None = field(default=None, metadata=spec("decode size for folder/list formats", ge=1))
+    image_size: int | None = field(default=None, metadata=spec(
+        "decode size for folder/list formats (shorter side, then centre crop to square: aspect kept)", ge=1))
     augment: bool = field(default=True, metadata=spec("random resized crop + flip on training batches"))
     crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0], metadata=spec("RRC area range", gt=0, le=1,
                                                                                      length=2))
+    # New fields default to None (= the old behaviour), so an old sweep directory still resumes.
+    rs_augment: bool | None = field(default=None, metadata=spec(
+        "remote-sensing augmentation: + vertical flip and random 90° rotations (scenes have no 'up'); null = off"))
+    eval_crop: float | None = field(default=None, metadata=spec(
+        "evaluation centre crop, share of the shorter side (0.875 = the 256→224 recipe); null = 1.0 (resize only)",
+        gt=0, le=1))
     options: dict[str, Any] = field(default_factory=dict, metadata=spec("extra format kwargs (list files, ...)"))
 
     def __post_init__(self) -> None:
@@ -74,7 +81,8 @@ class ModelConfig:
 
 @dataclass
 class MetaConfig:
-    enabled: bool = field(default=False, metadata=spec("learn γ by bi-level optimisation"))
+    enabled: bool | None = field(default=None, metadata=spec(
+        "learn γ by bi-level optimisation (MetaPEFT); null = on when the method has γ"))
     hypergrad: Literal["first_order", "unrolled", "neumann"] = field(default="first_order", metadata=spec(
         "first_order (default: same accuracy as unrolled here at 1.10x plain cost vs 1.24x) | unrolled | neumann"))
     val_mode: Literal["resample", "holdout"] = field(default="resample", metadata=spec(
@@ -83,7 +91,8 @@ class MetaConfig:
                                                             gt=0, lt=1))
     val_batch_size: int = field(default=32, metadata=spec("images per meta-validation batch", ge=1))
     val_augment: bool = field(default=True, metadata=spec("augment meta-validation batches like training"))
-    interval: int = field(default=10, metadata=spec("one meta step every N inner steps (cost ~1/N)", ge=1))
+    interval: int | None = field(default=None, metadata=spec(
+        "one meta step every N inner steps (cost ~1/N); null = 10, or fewer so every epoch has >= 2", ge=1))
     optimizer: Literal["adam", "sgd"] = field(default="adam", metadata=spec("adam | sgd (for γ)"))
     lr: float = field(default=0.25, metadata=spec("meta learning rate (Adam moves γ ~lr per meta step). "
                                                   "0.25 is safe for every method; LoRA at short budgets "
@@ -121,6 +130,10 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata=spec("evaluate on test every N epochs (0: at the end)", ge=0))
     val_holdout: float = field(default=0.0, metadata=spec(
         "stratified share of train held out for model selection (HPO); reported as metrics.json 'val'", ge=0, lt=1))
+    select_metric: Literal["overall", "balanced", "many", "medium", "few"] | None = field(default=None, metadata=spec(
+        "with val_holdout > 0: the validation metric that picks the epoch whose model is tested; null = balanced"))
+    eval_split: Literal["val", "test"] | None = field(default=None, metadata=spec(
+        "what eval_every evaluates during training: val | test; null = val with a hold-out, else test"))
     eval_batch_size: int = field(default=128, metadata=spec("images per evaluation batch", ge=1))
     device: str = field(default="auto", metadata=spec("auto | cpu | cuda | cuda:N | mps"))
     threads: int | None = field(default=None, metadata=spec("torch CPU threads (default: torch's)", ge=1))
@@ -131,6 +144,10 @@ class TrainConfig:
         "cache the frozen blocks before the first trainable site (only when data.augment=false)"))
     prefix_cache_dir: str | None = field(default=None, metadata=spec(
         "directory where cached prefix tokens are stored and shared between runs (sweeps: SWEEP/prefix_cache)"))
+    export_merged: bool | None = field(default=None, metadata=spec(
+        "write export/merged.safetensors (the whole backbone, for plain timm); null = yes, but not in sweep cells"))
+    export_onnx: bool | None = field(default=None, metadata=spec(
+        "write export/model.onnx (the whole classifier); null = yes, but not in sweep cells"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "train")
@@ -155,6 +172,8 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.meta.enabled is None:  # the product's method is the default wherever it applies
+            self.meta.enabled = self.peft.has_gamma
         if self.meta.enabled and not self.peft.has_gamma:
             raise ConfigError(f"meta.enabled needs a method with γ modulators (lora, adaptformer, adapter) "
                               f"and peft.gamma=true; got peft.method={self.peft.method!r}")
@@ -187,7 +206,12 @@ class RunConfig:
     def load(cls, path: str | Path | None, overrides: list[str] | None = None) -> "RunConfig":
         data: dict[str, Any] = {}
         if path is not None:
-            data = read_yaml_file(Path(path))
+            from .config_presets import preset_names, resolve_config_path
+
+            p = resolve_config_path(path)
+            if p is None:
+                raise ConfigError(f"config file not found: {path} (or a preset name: {', '.join(preset_names())})")
+            data = read_yaml_file(p)
         for item in overrides or []:
             apply_override(data, item)
         return cls.from_dict(data)

@@ -1,5 +1,10 @@
 """Batch-level tensor augmentation: per-sample random resized crop + flip in one ``roi_align`` call.
 
+Remote-sensing option (``rs=True``): aerial and SAR scenes have no canonical "up", so a vertical flip and
+a random multiple of 90° rotation (the dihedral group with the horizontal flip) are drawn per sample
+after the crop. Their random numbers are drawn only when the option is on, so runs without it keep
+exactly the old random stream.
+
 No per-sample Python or PIL work: a uint8 batch [B, C, H, W] goes in, a normalised float batch
 [B, 3, S, S] comes out, on whatever device the batch is on.
 """
@@ -14,7 +19,21 @@ import torch
 import torch.nn.functional as F
 from .roots import DataError
 
-__all__ = ["BatchAugment", "random_resized_crop_boxes"]
+__all__ = ["BatchAugment", "random_resized_crop_boxes", "rs_flip_rotate"]
+
+
+def rs_flip_rotate(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per sample of a square batch [B, C, S, S]: vertical flip with p = 0.5, then rotation by k·90°."""
+    b = x.shape[0]
+    vflip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    k = torch.randint(0, 4, (b,), generator=generator).to(x.device)
+    x = torch.where(vflip[:, None, None, None], x.flip(2), x)
+    out = x.clone()
+    for turns in (1, 2, 3):
+        sel = k == turns
+        if bool(sel.any()):
+            out[sel] = torch.rot90(x[sel], turns, dims=(2, 3))
+    return out
 
 
 def random_resized_crop_boxes(
@@ -71,7 +90,10 @@ class BatchAugment:
         scale / ratio: RandomResizedCrop area-fraction and aspect-ratio ranges (torchvision defaults).
         hflip: flip each sample with probability 0.5 in train mode.
         eval_crop: fraction of the shorter side kept by the eval centre crop (1.0 = plain resize;
-            0.875 = the "Resize(256) + CenterCrop(224)" recipe).
+            0.875 = the "Resize(256) + CenterCrop(224)" recipe); non-square inputs are always cropped to a
+            centred square first, so their aspect ratio is kept.
+        rs: remote-sensing augmentation in train mode: vertical flip (p = 0.5) and rotation by
+            k·90°, k uniform in {0, 1, 2, 3}, per sample.
 
     A 1-channel (SAR / grayscale) batch is repeated to 3 channels. The crop uses
     ``torchvision.ops.roi_align(aligned=True)`` with adaptive sampling, i.e. bilinear with area-like
@@ -86,6 +108,7 @@ class BatchAugment:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: bool = True
     eval_crop: float = 1.0
+    rs: bool = False
 
     def __post_init__(self) -> None:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -123,9 +146,11 @@ class BatchAugment:
                 images = torch.where(flip[:, None, None, None], images.flip(3), images)
             rois = torch.cat([torch.arange(b, dtype=torch.float32)[:, None], boxes], dim=1).to(images.device)
             x = roi_align(images.float(), rois, output_size=(s, s), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+            if self.rs:
+                x = rs_flip_rotate(x, generator)
         else:
             x = images.float()
-            if self.eval_crop < 1.0:
+            if self.eval_crop < 1.0 or h != w:  # a non-square image is centre-cropped, not stretched
                 side = max(1, round(min(h, w) * self.eval_crop))
                 top, left = (h - side) // 2, (w - side) // 2
                 x = x[:, :, top:top + side, left:left + side]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..progress import progress
 from .roots import DataError
 
 __all__ = ["read_image", "pil_to_array", "rescale_to_uint8", "stack_arrays", "decode_files", "resize_uint8", "cached", "file_stamp"]
@@ -36,7 +37,7 @@ def read_image(path: str | Path) -> Image.Image:
 
 
 def pil_to_array(img: Image.Image, image_size: int | None = None, *, percentile: float | None = None) -> np.ndarray:
-    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional square resize.
+    """PIL image -> uint8 array [H, W, C] with C = 1 (grayscale modes) or 3; optional aspect-keeping square resize.
 
     16- and 32-bit modes (``I;16*``, ``I``, ``F``: 16-bit PNG/TIFF, SAR amplitudes) are rescaled to
     0..255 by the image's own value range (or its ``percentile`` .. 100 - ``percentile`` range, which
@@ -49,8 +50,16 @@ def pil_to_array(img: Image.Image, image_size: int | None = None, *, percentile:
     elif img.mode != "RGB":
         img = img.convert("RGB")
     if image_size is not None and img.size != (image_size, image_size):
-        # Pillow's BICUBIC antialiases when it shrinks (the same resampling as the bundled arrays).
-        img = img.resize((image_size, image_size), Image.BICUBIC)
+        # Aspect kept: the shorter side becomes image_size, then a centre crop makes it square (a square
+        # image is resized exactly as before). Pillow's BICUBIC antialiases when it shrinks (the same
+        # resampling as the bundled arrays).
+        w, h = img.size
+        scale = image_size / min(w, h)
+        nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
+        box = ((nw - image_size) // 2, (nh - image_size) // 2)
+        img = img.resize((nw, nh), Image.BICUBIC)
+        if (nw, nh) != (image_size, image_size):
+            img = img.crop((box[0], box[1], box[0] + image_size, box[1] + image_size))
     arr = np.asarray(img, dtype=np.uint8)
     return arr[:, :, None] if arr.ndim == 2 else arr
 
@@ -111,7 +120,8 @@ def decode_files(
     """
     names = [str(p) for p in paths] if names is None else list(names)
     with ThreadPoolExecutor(worker_threads(len(paths))) as pool:
-        arrays = list(pool.map(lambda p: pil_to_array(read_image(p), image_size, percentile=percentile), paths))
+        decoded = pool.map(lambda p: pil_to_array(read_image(p), image_size, percentile=percentile), paths)
+        arrays = list(progress(decoded, "decode", total=len(paths), unit="images"))
     return stack_arrays(arrays, names)
 
 

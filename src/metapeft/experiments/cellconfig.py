@@ -62,6 +62,9 @@ def build_cell_config(base: dict[str, Any], cell: Cell) -> RunConfig:
         if key not in DERIVED_KEYS:
             apply_override(data, f"{key}={raw}")
             _wrap_scalar_list(data, key)
+    for key in ("export_merged", "export_onnx"):  # whole-model files per cell fill a disk: opt in per sweep
+        if data["train"].get(key) is None:
+            data["train"][key] = False
     cfg = RunConfig.from_dict(data)
     if SCALE_KEY in derived:
         scale = _positive_float(SCALE_KEY, derived[SCALE_KEY])

@@ -14,6 +14,20 @@ from ..peft import gamma_parameters, modulators, project_gammas
 from . import hypergradient as hg
 
 ValBatches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+DEFAULT_INTERVAL = 10
+
+
+def resolve_interval(interval: int | None, steps_per_epoch: int | None) -> int:
+    """``meta.interval``, or (null) 10 shortened so an epoch still gets >= 2 meta steps.
+
+    A small user dataset (7 steps an epoch) would otherwise never take a meta step at 10, and γ would
+    silently stay at its init; with >= 20 steps an epoch the default is exactly 10, as before.
+    """
+    if interval is not None:
+        return interval
+    if not steps_per_epoch:
+        return DEFAULT_INTERVAL
+    return max(1, min(DEFAULT_INTERVAL, steps_per_epoch // 2))
 
 
 @dataclass
@@ -36,8 +50,10 @@ class MetaLearner:
     """Owns γ's optimizer and computes hypergradients; φ stays with the main optimizer."""
 
     def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable, val_batches: ValBatches,
-                 reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> None:
+                 reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+                 steps_per_epoch: int | None = None) -> None:
         self.model = model
+        self.interval = resolve_interval(cfg.interval, steps_per_epoch)
         # Averages hypergradients over data-parallel ranks (identity in one process).
         self.reduce = reduce or (lambda grads: grads)
         self.cfg = cfg
@@ -61,7 +77,7 @@ class MetaLearner:
         return self.cfg.hypergrad in ("unrolled", "neumann")
 
     def is_due(self, inner_step: int) -> bool:
-        return inner_step % self.cfg.interval == 0
+        return inner_step % self.interval == 0
 
     def step(self, phi: dict[str, nn.Parameter], train_grads: list[torch.Tensor] | None,
              inner_lr: float) -> MetaStepResult:

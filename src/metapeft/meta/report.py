@@ -64,3 +64,21 @@ def prune_sites(model: nn.Module, sites: list[str]) -> int:
             mod.gamma.requires_grad_(False)
             n += 1
     return n
+
+
+def gamma_summary(gamma_json: dict, meta_enabled: bool) -> str:
+    """What ``metapeft train`` prints about γ: the learned map, or one line saying γ stayed fixed.
+
+    A table of 1.000s titled "learned γ" on a run whose meta-learning was off would claim a result
+    that never happened, so a fixed-γ run says so instead.
+    """
+    data = {k: v for k, v in gamma_json.items() if k != "trace"}
+    report = GammaReport(**data)
+    if not meta_enabled:
+        values = sorted(set(report.gamma.values()))
+        shown = f"{values[0]:g}" if len(values) == 1 else "its initial values"
+        return f"γ fixed at {shown} (meta.enabled=false: no meta-learning in this run)"
+    lines = ["learned γ (block × position):", report.table("gamma")]
+    if report.below_threshold:
+        lines.append(f"sites with |γ| < {report.threshold} (not inserted): {', '.join(report.below_threshold)}")
+    return "\n".join(lines)

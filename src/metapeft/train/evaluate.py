@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..eval import Metrics, compute_metrics
+from ..progress import progress
 
 
 @torch.no_grad()
@@ -13,7 +14,7 @@ def predict(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
     was_training = model.training
     model.eval()
     logits, targets = [], []
-    for x, y in batches:
+    for x, y in progress(batches, "evaluate", unit="batches"):
         logits.append(model(x).float().cpu())
         targets.append(y.cpu())
     model.train(was_training)

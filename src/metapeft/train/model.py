@@ -11,6 +11,7 @@ from ..backbones import create_backbone
 from ..config import RunConfig
 from ..errors import ConfigError, MissingFileError
 from ..peft import apply_peft
+from ..progress import progress
 from .heads import build_head
 
 
@@ -47,7 +48,7 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
 def extract_features(model: nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
     """Pre-logit features of every batch (used for class-mean head init)."""
     feats, labels = [], []
-    for x, y in batches:
+    for x, y in progress(batches, "head init (class-mean features)", unit="batches"):
         feats.append(model.forward_head(model.forward_features(x), pre_logits=True).float().cpu())
         labels.append(y.cpu())
     return torch.cat(feats), torch.cat(labels)

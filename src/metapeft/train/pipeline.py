@@ -56,8 +56,9 @@ def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunD
     ds = ds if ds is not None else load_run_dataset(cfg)
     train, meta_val, selection = split_train(cfg, ds.train)
     size = cfg.model.img_size
-    train_tf = BatchAugment(size, mean, std, train=cfg.data.augment, scale=tuple(cfg.data.crop_scale))
-    eval_tf = BatchAugment(size, mean, std, train=False)
+    train_tf = BatchAugment(size, mean, std, train=cfg.data.augment, scale=tuple(cfg.data.crop_scale),
+                            rs=bool(cfg.data.rs_augment))
+    eval_tf = BatchAugment(size, mean, std, train=False, eval_crop=cfg.data.eval_crop or 1.0)
     val_tf = train_tf if cfg.meta.val_augment else eval_tf
     return RunData(ds, train, meta_val, selection, train_tf, eval_tf, val_tf, ds.test)
 

@@ -11,11 +11,9 @@ from ..config import RunConfig
 from ..errors import CheckpointError, MetapeftError, RunDirError
 from ..eval import Metrics
 from .checkpoint import load_trainable_state, read_safetensors
-from .evaluate import evaluate
 from .model import build_model
-from .pipeline import eval_loader, load_run_dataset, prepare_data
+from .pipeline import load_run_dataset
 from .rundir import newest_intact_checkpoint
-from .trainer import resolve_device
 
 
 def find_run_dir(path: Path) -> tuple[Path, Path]:
@@ -45,14 +43,19 @@ def read_run_weights(run_dir: Path, weights: Path) -> dict[str, torch.Tensor]:
         return found[1]["trainable"]
 
 
-def load_run_model(run_dir: Path, weights: Path):
+def load_run_config(run_dir: Path) -> RunConfig:
+    """The run's config.yaml, or one clear RunDirError when it is missing or unusable."""
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise RunDirError(f"{cfg_path} is missing: not a metapeft run directory")
     try:
-        cfg = RunConfig.load(cfg_path)
+        return RunConfig.load(cfg_path)
     except MetapeftError as e:
         raise RunDirError(f"{cfg_path} cannot be used ({e}); restore the run's config.yaml") from None
+
+
+def load_run_model(run_dir: Path, weights: Path):
+    cfg = load_run_config(run_dir)
     state = read_run_weights(run_dir, weights)
     ds = load_run_dataset(cfg)
     model = build_model(cfg, ds.num_classes)
@@ -61,12 +64,7 @@ def load_run_model(run_dir: Path, weights: Path):
 
 
 def evaluate_run(path: Path) -> Metrics:
-    run_dir, weights = find_run_dir(path)
-    cfg, ds, model = load_run_model(run_dir, weights)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
-    model.to(device)
-    pcfg = model.pretrained_cfg
-    data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
-    return evaluate(model, eval_loader(ds.test, data, cfg, device), ds)
+    """The run's metrics on its own test set, rebuilt from the run directory (see ``infer.evaluate``)."""
+    from ..infer.evaluate import evaluate_checkpoint
+
+    return evaluate_checkpoint(path)

@@ -35,13 +35,32 @@ class RunLog:
                     self.writer.add_scalar(k, v, step)
 
     def append_csv(self, name: str, row: dict[str, Any]) -> None:
+        """Append ``row``; the file keeps ONE header, widened (and rewritten) when a row brings new columns.
+
+        Epochs evaluated every ``eval_every`` epochs carry test columns the others lack: every row is
+        written under the union header, with empty cells where a value was not measured, so csv / pandas
+        readers see rectangular data.
+        """
         path = self.out / name
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(row))
-            if new:
+        header: list[str] = []
+        rows: list[dict[str, Any]] = []
+        if path.exists():
+            with path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                header = list(reader.fieldnames or [])
+                new_keys = [k for k in row if k not in header]
+                if new_keys:
+                    rows = list(reader)
+        else:
+            new_keys = list(row)
+        if not header or new_keys:
+            header = header + new_keys
+            with path.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=header, restval="")
                 w.writeheader()
-            w.writerow(row)
+                w.writerows(rows)
+        with path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=header, restval="").writerow(row)
 
     def rewrite_csv(self, name: str, rows: list[dict[str, Any]]) -> None:
         """Rewrite a CSV from state (used on resume so the file matches the checkpoint)."""

@@ -8,7 +8,6 @@ Single process by default; under ``torchrun`` it trains data-parallel (see ``dis
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import random
@@ -28,7 +27,7 @@ from ..data import DataError
 from ..errors import ConfigError, TrainingError
 from ..eval import Metrics
 from ..meta import MetaLearner, gamma_report, prune_sites
-from ..peft import gamma_parameters, merge_peft, trainable_summary
+from ..peft import gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
 from . import rundir
 from .distributed import DistEnv
@@ -40,6 +39,7 @@ from .optim import build_optimizer, cosine_schedule
 from .pipeline import eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
+from .selection import ModelSelection
 
 SUMMARY_KEYS = ("overall", "balanced", "many", "medium", "few")
 
@@ -144,7 +144,7 @@ class Trainer:
         meta = None
         if cfg.meta.enabled:
             outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
-            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_)
+            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_, steps_per_epoch=steps_per_epoch)
         self._gammas_trainable(False)  # γ only gets gradients inside meta steps
 
         state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
@@ -157,6 +157,7 @@ class Trainer:
         if resuming:
             log.info(f"resumed from {pre.checkpoint} (epoch {state['epoch']}, step {state['step']})")
 
+        selector = ModelSelection(cfg, data.selection, self.out, is_main=env.is_main)
         # ------------------------------------------------------------------ epochs
         for epoch in range(state["epoch"], t.epochs):
             seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
@@ -182,10 +183,11 @@ class Trainer:
             if meta is not None:
                 g = meta.gamma_values()
                 row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
-            if t.eval_every and (epoch + 1) % t.eval_every == 0 and epoch + 1 < t.epochs:
-                m = evaluate(net, eval_loader(data.test, data, cfg, device), data.ds, env).to_dict()
-                row.update({k: m[k] for k in SUMMARY_KEYS})
-                log.scalars(state["step"], {f"test/{k}": m[k] for k in SUMMARY_KEYS})
+            scores = selector.epoch_end(epoch, epoch + 1 == t.epochs, model, lambda s: evaluate(
+                net, eval_loader(s, data, cfg, device), data.ds, env).to_dict(), data.test)
+            row.update(scores)
+            log.scalars(state["step"], {k.replace("val_", "val/") if k.startswith("val_") else f"test/{k}": v
+                                        for k, v in scores.items()})
             state["history"].append(row)
             state["epoch"] = epoch + 1
             state["scheduler"] = scheduler.state_dict()
@@ -198,6 +200,7 @@ class Trainer:
             env.barrier()
 
         # ------------------------------------------------------------------ results
+        chosen = selector.restore(model, t.epochs)  # the best-by-validation epoch, when there is a hold-out
         report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
             log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
@@ -206,10 +209,12 @@ class Trainer:
         if data.selection is not None:  # model-selection split: HPO objectives read this, never test
             val = evaluate(net, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
             result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
+        result["model_selection"] = chosen
         wall = time.perf_counter() - started
         result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
                          "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
                          "meta_steps": meta.state.steps if meta else 0,
+                         "meta_interval": meta.interval if meta else None,
                          "meta_skipped": meta.state.skipped if meta else 0,
                          "world_size": env.world, "prefix_cached_blocks": start}
         gamma = report.gamma if report is not None else {}
@@ -217,7 +222,10 @@ class Trainer:
             if report is not None:
                 payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
                 ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
-            self._export(model)
+            from ..export import export_run  # lazy: export imports train modules
+
+            export_run(model, cfg, self.out, data.ds, pcfg.get("mean"), pcfg.get("std"), log=log.info)
+            # Last: its presence means "complete" (gamma.json and the exports are already there).
             ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
             log.scalars(state["step"], {f"test/{k}": result[k] for k in SUMMARY_KEYS})
         log.close()
@@ -297,16 +305,6 @@ class Trainer:
         values.update({f"gamma/{s}": g for s, g in zip(meta.sites, meta.gamma_values())})
         log.scalars(step, values)
 
-    def _export(self, model: nn.Module) -> None:
-        """PEFT-only state (+γ, head) and the merged model, both safetensors."""
-        export = self.out / "export"
-        ckpt.atomic_save_safetensors(ckpt.trainable_state(model), export / "peft.safetensors",
-                                     metadata={"peft_config": json.dumps(self.cfg.peft.to_dict())})
-        merged = merge_peft(copy.deepcopy(model))
-        ckpt.atomic_save_safetensors({k: v.detach().cpu() for k, v in merged.state_dict().items()},
-                                     export / "merged.safetensors")
-        ckpt.atomic_write_text(export / "peft_config.json", json.dumps(self.cfg.peft.to_dict(), indent=1))
-
 
 def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
     """Step, and undo it if any weight became non-finite (the divergence of Fig. 1(d))."""
@@ -333,8 +331,6 @@ def _autocast(enabled: bool, device: torch.device):
 
 
 def _progress(loader, desc: str, enabled: bool):
-    if not enabled:
-        return loader
-    from tqdm.auto import tqdm
+    from ..progress import progress  # a bar on a terminal, plain lines every 10 s in a log
 
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True)
+    return progress(loader, desc, enabled=enabled, unit="batches", min_s=float("inf"))
