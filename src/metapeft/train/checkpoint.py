@@ -6,10 +6,12 @@ Layout of ``RUN/checkpoints``::
       trainable.safetensors   PEFT weights + head + γ
       optimizer.pt            main optimizer state (tensors only: torch.load(weights_only=True))
       meta.pt                 meta optimizer state (when meta-learning)
-      state.json              epoch, step, scheduler, history, meta trace, RNG
+      state.json              epoch, step, skipped steps, history, scheduler (``TrainState``)
     latest                 text file naming the newest complete checkpoint (replaced atomically)
 
-A run killed at any moment leaves the previous checkpoint and ``latest`` intact.
+A run killed at any moment leaves the previous checkpoint and ``latest`` intact. No RNG state is
+saved: every epoch re-seeds from (seed, epoch) and every data stream has its own seeded generator,
+so a resumed epoch replays exactly (older checkpoints' ``rng.pt`` is ignored).
 """
 
 from __future__ import annotations
@@ -86,7 +88,6 @@ def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torc
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if meta_optimizer_state is not None:
             torch.save(meta_optimizer_state, tmp / "meta.pt")
-        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -113,7 +114,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "trainable": load_file(str(path / "trainable.safetensors")),
         "optimizer": torch.load(path / "optimizer.pt", weights_only=True),
-        "rng": torch.load(path / "rng.pt", weights_only=True),
         "state": json.loads((path / "state.json").read_text()),
     }
     if (path / "meta.pt").is_file():
