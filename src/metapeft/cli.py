@@ -1,8 +1,13 @@
-"""`metapeft` command line: train | eval | info.
+"""`metapeft` command line: train | eval | sweep | report | info.
 
-    metapeft train --config configs/aid_lt_lora_meta.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
+    metapeft train --config configs/aid_lt_metapeft_lora.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
     metapeft eval --checkpoint runs/x
+    metapeft sweep --preset fig1c --seeds 0,1 --out runs/fig1c
+    metapeft report runs/x
     metapeft info
+
+Only argparse is imported at module level: ``metapeft --help`` loads no torch (each command imports
+what it needs).
 
 Bad input (missing file, unknown key, bad value, corrupt data) prints one ``error:`` line and
 exits with code 2; nothing already written in a run directory is lost.
