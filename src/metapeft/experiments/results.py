@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..train.checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from .grid import Cell
 
 METRICS = ("overall", "balanced", "many", "medium", "few", "macro_f1")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError, RunConfig
-from ..train.checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from .cellconfig import build_cell_config, resolve_base, split_derived
 from .grid import Axis, Cell, expand, unique_slugs
 from .manifest import check_compatible, read_manifest, write_manifest

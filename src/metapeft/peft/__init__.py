@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 _EXPORTS = {
-    **{name: ".apply" for name in ("apply_peft", "gamma_map", "gamma_parameters", "merge_peft", "modulators",
+    **{name: ".apply" for name in ("apply_peft", "gamma_map", "gamma_parameters", "inner_parameters", "merge_peft",
+                                   "modulators",
                                    "peft_parameters", "project_gammas", "site_modules", "unmerge_peft",
                                    "vit_blocks")},
     **{name: ".config" for name in ("ADDITIVE_METHODS", "METHODS", "POSITIONS", "PeftConfig", "resolve_blocks")},
@@ -22,7 +23,7 @@ __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = attach(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from .apply import (apply_peft, gamma_map, gamma_parameters, merge_peft, modulators,  # noqa: F401
+    from .apply import (apply_peft, gamma_map, gamma_parameters, inner_parameters, merge_peft, modulators,  # noqa: F401
                         peft_parameters, project_gammas, site_modules, unmerge_peft, vit_blocks)
     from .config import ADDITIVE_METHODS, METHODS, POSITIONS, PeftConfig, resolve_blocks  # noqa: F401
     from .modulator import Modulator  # noqa: F401

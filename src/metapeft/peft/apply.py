@@ -170,7 +170,7 @@ def site_modules(model: nn.Module) -> dict[Site, SiteModule]:
 
 
 def modulators(model: nn.Module) -> dict[Site, Modulator]:
-    return {site: m.gamma for site, m in site_modules(model).items() if m.gamma is not None}
+    return {site: m.gamma_modulator for site, m in site_modules(model).items() if m.gamma_modulator is not None}
 
 
 def gamma_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -178,10 +178,16 @@ def gamma_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [m.gamma for m in modulators(model).values()]
 
 
-def peft_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The inner-loop parameters φ: trainable PEFT weights + head, γ excluded."""
+def inner_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The inner-loop parameters φ: every trainable weight — PEFT weights **and the head** — γ excluded.
+
+    (``TrainableSummary.peft`` counts the PEFT weights alone; ``.head`` counts the head.)
+    """
     gammas = {id(p) for p in gamma_parameters(model)}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in gammas]
+
+
+peft_parameters = inner_parameters  # the name of the public API since 0.1 (DESIGN §4); includes the head
 
 
 def gamma_map(model: nn.Module) -> dict[tuple[int, str], float | list[float]]:

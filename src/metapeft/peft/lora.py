@@ -39,7 +39,7 @@ class LoraBranch(SiteModule):
     def scaled_B(self) -> torch.Tensor:
         """``α · γ · B`` ([out, r]): scaling the tiny B instead of the [tokens, out] output is the same maths."""
         b = self.lora_B.weight * self.scale
-        gamma = self.gamma
+        gamma = self.gamma_modulator
         if gamma is None:
             return b
         g = gamma.value()

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .apply import classifier, gamma_parameters, peft_parameters
+from .apply import classifier, gamma_parameters, inner_parameters
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     head_params = list(classifier(model).parameters())
     head_ids = {id(p) for p in head_params}
     gammas = gamma_parameters(model)
-    phi = [p for p in peft_parameters(model) if id(p) not in head_ids]
+    phi = [p for p in inner_parameters(model) if id(p) not in head_ids]
     total = sum(p.numel() for p in model.parameters())
     head_total = sum(p.numel() for p in head_params)
     added = _added_parameter_count(model)

@@ -31,9 +31,9 @@ from .distributed import DistEnv
 from .evaluate import evaluate
 from .heads import init_head_from_class_means
 from .losses import build_loss
-from .model import build_model, extract_features
+from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule
-from .pipeline import RunData, eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
+from .pipeline import RunData, eval_loader, meta_val_batches, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
 from .state import EpochStats, TrainState
@@ -79,12 +79,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 class Trainer:
     def __init__(self, cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, quiet: bool = False) -> None:
         self.cfg = cfg
@@ -127,11 +121,8 @@ class Trainer:
         seed_everything(t.seed)
         log = RunLog(self.out, tensorboard=t.tensorboard and env.is_main, quiet=self.quiet or not env.is_main)
         started = time.perf_counter()
-        ds = load_run_dataset(cfg)
+        ds, model, data = build_run(cfg, device)
         log.info(ds.describe())
-        model = build_model(cfg, ds.num_classes).to(device)
-        pcfg = model.pretrained_cfg
-        data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
         summary = trainable_summary(model)
         log.info(str(summary))
         net: nn.Module = model
