@@ -182,7 +182,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = SweepSpec.create(args.config, (preset.overrides if preset else []) + args.overrides, axes, args.preset)
     ray_options = {"address": args.ray_address, "cpus_per_trial": args.ray_cpus_per_trial,
                    "max_concurrent": args.ray_max_concurrent}
-    outcomes = run_sweep(spec, args.out, backend=args.backend, verbose=args.verbose, echo=echo,
+    outcomes = run_sweep(spec, args.out, scheduler=args.backend, verbose=args.verbose, echo=echo,
                          ray_options=ray_options)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     print(f"{len(outcomes)} cells: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")

@@ -12,8 +12,8 @@ from metapeft.experiments.hpo import TEST_FALLBACK, VAL_KEY, objective_value, tr
 def test_optuna_trials_resume_and_report(tmp_path, tiny_cell, monkeypatch, capsys):
     out = tmp_path / "hpo"
     calls: list[str] = []
-    real = hpo.local_backend
-    monkeypatch.setattr(hpo, "local_backend", lambda cfg, d, q: (calls.append(d.name), real(cfg, d, q)))
+    real = hpo.train_in_process
+    monkeypatch.setattr(hpo, "train_in_process", lambda cfg, d, q: (calls.append(d.name), real(cfg, d, q)))
     args = ["sweep", "--optuna", "2", "--depth", "2", "--set", *tiny_cell, "--out", str(out), "-q"]
     assert main(args) == 0
     with (out / "optuna_trials.csv").open(newline="") as f:
@@ -82,7 +82,7 @@ def test_startup_trials_reach_the_sampler_and_survive_resume(tmp_path, tiny_cell
     real = optuna.samplers.TPESampler
     monkeypatch.setattr(optuna.samplers, "TPESampler",
                         lambda **kw: (seen.append(kw.get("n_startup_trials", -1)), real(**kw))[1])
-    monkeypatch.setattr(hpo, "local_backend", lambda cfg, d, q: (_ for _ in ()).throw(RuntimeError("not trained")))
+    monkeypatch.setattr(hpo, "train_in_process", lambda cfg, d, q: (_ for _ in ()).throw(RuntimeError("not trained")))
     out = tmp_path / "hpo"
     assert main(["sweep", "--optuna", "1", "--startup-trials", "3", "--depth", "2", "--set", *tiny_cell,
                  "--out", str(out), "-q"]) == 0

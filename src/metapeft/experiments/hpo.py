@@ -29,7 +29,7 @@ from .grid import Cell
 from .manifest import check_compatible, read_manifest, write_manifest
 from .presets import LORA_POSITIONS
 from .results import val_metric
-from .sweep import local_backend, with_shared_prefix_cache
+from .cells import train_in_process, with_shared_prefix_cache
 
 STUDY = "metapeft_hpo"
 VAL_KEY = "val_balanced"
@@ -143,7 +143,7 @@ def run_hpo(spec: HpoSpec, out: Path, *, verbose: bool = False, echo: Callable[[
         trial.set_user_attr("alpha", cfg.peft.alpha)
         if not (run_dir / "metrics.json").is_file():
             try:
-                local_backend(cfg, run_dir, not verbose)
+                train_in_process(cfg, run_dir, not verbose)
             except Exception as e:  # recorded in the trials table; Optuna marks the trial failed and goes on
                 trial.set_user_attr("note", f"{type(e).__name__}: {e}"[:300])
                 say(f"trial {trial.number}: FAILED ({type(e).__name__}: {e})")
