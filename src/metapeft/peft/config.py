@@ -7,18 +7,7 @@ from typing import Any
 
 import yaml
 
-METHODS = (
-    "lora", "adaptformer", "adapter",                      # additive: carry γ
-    "vpt_shallow", "vpt_deep", "bitfit", "ssf", "ln_tune",  # non-additive baselines
-    "linear_probe", "full",
-)
-ADDITIVE_METHODS = ("lora", "adaptformer", "adapter")
-POSITIONS: dict[str, tuple[str, ...]] = {
-    "lora": ("q", "k", "v", "out", "mlp1", "mlp2"),
-    "adaptformer": ("mlp",),
-    "adapter": ("attn", "mlp"),
-}
-
+from .registry import ADDITIVE_METHODS, METHODS, POSITIONS, get_method  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -49,8 +38,7 @@ class PeftConfig:
     train_head: bool = field(default=True, metadata={"help": "train the classifier head"})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"peft.method: unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        get_method(self.method)  # raises on an unknown method, naming the registered ones
         if self.positions is not None:
             if isinstance(self.positions, str):
                 self.positions = [p.strip() for p in self.positions.split(",") if p.strip()]
@@ -93,14 +81,12 @@ class PeftConfig:
 
     @property
     def scale(self) -> float:
-        """The fixed α applied to every additive module's output (before γ)."""
-        if self.method == "lora":
-            return (self.rank if self.alpha is None else self.alpha) / self.rank
-        return 1.0 if self.alpha is None else float(self.alpha)
+        """The fixed α applied to every additive module's output (before γ): the method's scale rule."""
+        return get_method(self.method).scale(self)
 
     @property
     def has_gamma(self) -> bool:
-        return self.gamma and self.method in ADDITIVE_METHODS
+        return self.gamma and get_method(self.method).additive
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
