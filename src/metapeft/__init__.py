@@ -20,7 +20,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "create_backbone": ".backbones", "set_fused_attention": ".backbones",
     "ConfigError": ".config", "RunConfig": ".config",
-    **{name: ".peft" for name in ("PeftConfig", "apply_peft", "gamma_map", "gamma_parameters", "merge_peft",
+    **{name: ".peft" for name in ("PeftConfig", "apply_peft", "gamma_map", "gamma_parameters", "inner_parameters",
+                                  "merge_peft",
                                   "peft_parameters", "trainable_summary", "unmerge_peft")},
 }
 __all__ = sorted([*_EXPORTS, "data", "eval"])
@@ -32,5 +33,5 @@ if TYPE_CHECKING:  # what static tools see
     from . import data, eval  # noqa: A004, F401
     from .backbones import create_backbone, set_fused_attention  # noqa: F401
     from .config import ConfigError, RunConfig  # noqa: F401
-    from .peft import (PeftConfig, apply_peft, gamma_map, gamma_parameters, merge_peft,  # noqa: F401
+    from .peft import (PeftConfig, apply_peft, gamma_map, gamma_parameters, inner_parameters, merge_peft,  # noqa: F401
                        peft_parameters, trainable_summary, unmerge_peft)
