@@ -16,6 +16,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
+from .rslora import rank_stabilised_divisor
+
 if TYPE_CHECKING:
     from .config import PeftConfig
 
@@ -62,6 +64,9 @@ _LORA_POSITIONS = ("q", "k", "v", "out", "mlp1", "mlp2")
 REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("lora", "low-rank B·A beside q/k/v (slices of qkv), attn.proj, mlp.fc1, mlp.fc2",
                "metapeft.peft.lora:apply_lora", _LORA_POSITIONS, additive=True, scale_divisor=_rank),
+    MethodSpec("rslora", "LoRA with the rank-stabilised scale α/√r (rslora.py)",
+               "metapeft.peft.lora:apply_lora", _LORA_POSITIONS, additive=True,
+               scale_divisor=rank_stabilised_divisor),
     MethodSpec("adapter", "sequential bottleneck after attn and/or mlp (Houlsby)",
                "metapeft.peft.adapter:apply_adapter", ("attn", "mlp"), additive=True),
     MethodSpec("adaptformer", "bottleneck parallel to the MLP on its input",
