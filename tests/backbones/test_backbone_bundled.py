@@ -45,6 +45,7 @@ def bundled_cache(converted: tuple[Path, float, bool], monkeypatch: pytest.Monke
     return converted[0]
 
 
+@pytest.mark.slow
 def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float, bool]) -> None:
     path, seconds, rng_untouched = converted
     # The run that converts must draw the same PEFT/head init as every later (cached) run.
@@ -65,6 +66,7 @@ def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float, boo
     assert time.perf_counter() - t0 < 0.5 and path.stat().st_mtime_ns == mtime  # cached: no re-conversion
 
 
+@pytest.mark.slow
 def test_env_cache_dir_and_wheel_source(converted: tuple[Path, float, bool], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     path = converted[0]
@@ -96,6 +98,7 @@ def test_missing_source_names_the_install_command(tmp_path: Path, monkeypatch: p
         bundled_weights_path(empty_zip, cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_bundled_at_small_size_resamples_pos_embed(bundled_cache: Path) -> None:
     """56 px -> 4x4 grid: timm's checkpoint filter resamples the 37x37 pos_embed; ImageNet mean/std kept."""
     model = create_backbone(BUNDLED_MODEL, "bundled", img_size=56, num_classes=3)
@@ -112,6 +115,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
+@pytest.mark.slow
 def test_tokens_match_onnxruntime(bundled_cache: Path) -> None:
     """Every token of timm forward_features vs the ONNX backbone's final layernorm output.
 
@@ -188,6 +192,7 @@ def _cls_features(model: torch.nn.Module, images: np.ndarray, size: int = 56) ->
     return torch.cat(out).numpy()
 
 
+@pytest.mark.slow
 def test_bundled_features_beat_random_init_on_aid(bundled_cache: Path) -> None:
     """Linear probe on frozen CLS features of real aerial scenes (AID, 30 classes, 56 px).
 

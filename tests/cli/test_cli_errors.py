@@ -46,6 +46,7 @@ def test_eval_of_missing_run(tmp_path, capsys):
     assert "no run found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "metapeft", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "metapeft" in out.stdout and "data root" in out.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 
 from metapeft.cli import main
@@ -9,6 +11,7 @@ from metapeft.experiments import hpo
 from metapeft.experiments.hpo import TEST_FALLBACK, VAL_KEY, objective_value, trial_cell, trial_dir_name
 
 
+@pytest.mark.slow
 def test_optuna_trials_resume_and_report(tmp_path, tiny_cell, monkeypatch, capsys):
     out = tmp_path / "hpo"
     calls: list[str] = []
@@ -60,6 +63,7 @@ def test_optuna_needs_lora(tmp_path, capsys):
     assert "searches LoRA positions" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_interrupted_trial_is_requeued_into_its_run_dir(tmp_path, tiny_cell):
     import optuna
 
@@ -75,6 +79,7 @@ def test_interrupted_trial_is_requeued_into_its_run_dir(tmp_path, tiny_cell):
     assert rows[1]["positions"] == "v" and rows[1]["run_dir"] == f"trials/{trial_dir_name(params)}"
 
 
+@pytest.mark.slow
 def test_startup_trials_reach_the_sampler_and_survive_resume(tmp_path, tiny_cell, monkeypatch):
     import optuna
 

@@ -18,6 +18,7 @@ def _metrics(out):
             for p in sorted(out.glob("cells/*/metrics.json"))}
 
 
+@pytest.mark.slow
 def test_ray_scheduler_matches_local_and_records_failures(tmp_path, tiny_cell, capsys):
     grid = ["--grid", "peft.blocks=[0],[7]", "peft.positions=q,mlp1"]
     local, ray_out = tmp_path / "local", tmp_path / "ray"

@@ -33,6 +33,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_sweep_runs_skips_resumes_and_reports(tmp_path, tiny_cell, counting_backend, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--set", *tiny_cell, "--grid", "peft.positions=q,mlp1",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import shutil
 
@@ -23,6 +25,7 @@ def test_state_json_keeps_the_old_layout_and_round_trips():
     assert list(TrainState().to_dict()) == OLD_KEYS[:-1]  # no scheduler before the first epoch ends
 
 
+@pytest.mark.slow
 def test_resume_from_an_old_layout_checkpoint_matches_the_full_run(tmp_path, tiny_run):
     over = tiny_run + ["meta.enabled=true", "meta.interval=2", "train.keep_checkpoints=2"]
     full = Trainer(RunConfig.load(None, over), tmp_path / "full", quiet=True).run()
