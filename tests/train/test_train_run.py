@@ -59,6 +59,7 @@ def test_same_seed_same_numbers_and_eval_reproduces(tmp_path, tiny_run):
     assert c.gamma != a.gamma
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_not_overwritten(tmp_path, tiny_run):
     from metapeft.train import RunDirError
 

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from ..eval.feature_geometry import class_separation, pca_2d
 from ..atomic import atomic_write_text
