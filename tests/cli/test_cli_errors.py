@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from metapeft.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -43,6 +46,21 @@ def test_eval_of_missing_run(tmp_path, capsys):
     assert "no run found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "metapeft", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "metapeft" in out.stdout and "data root" in out.stdout
+
+
+def test_cli_docstring_names_only_real_commands_and_config_files():
+    import re
+
+    from metapeft import cli
+
+    doc = cli.__doc__
+    commands = set(cli.build_parser()._subparsers._group_actions[0].choices)
+    first = doc.split("\n")[0]
+    assert set(re.findall(r"\b(\w+)\b", first.split(":", 1)[1])) == commands
+    assert {m for m in re.findall(r"metapeft (\w+)", doc)} <= commands
+    configs = re.findall(r"(configs/[\w./-]+\.yaml)", doc)
+    assert configs and all((REPO / c).is_file() for c in configs), configs

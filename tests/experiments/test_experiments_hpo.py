@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import csv
 
 from metapeft.cli import main
@@ -9,11 +11,12 @@ from metapeft.experiments import hpo
 from metapeft.experiments.hpo import TEST_FALLBACK, VAL_KEY, objective_value, trial_cell, trial_dir_name
 
 
+@pytest.mark.slow
 def test_optuna_trials_resume_and_report(tmp_path, tiny_cell, monkeypatch, capsys):
     out = tmp_path / "hpo"
     calls: list[str] = []
-    real = hpo.local_backend
-    monkeypatch.setattr(hpo, "local_backend", lambda cfg, d, q: (calls.append(d.name), real(cfg, d, q)))
+    real = hpo.train_in_process
+    monkeypatch.setattr(hpo, "train_in_process", lambda cfg, d, q: (calls.append(d.name), real(cfg, d, q)))
     args = ["sweep", "--optuna", "2", "--depth", "2", "--set", *tiny_cell, "--out", str(out), "-q"]
     assert main(args) == 0
     with (out / "optuna_trials.csv").open(newline="") as f:
@@ -24,7 +27,7 @@ def test_optuna_trials_resume_and_report(tmp_path, tiny_cell, monkeypatch, capsy
     for r in done:
         assert 0 <= float(r["value"]) <= 1 and float(r["wall_time_s"]) > 0 and r["epochs"] == "1"
         assert r["blocks"] in ("last:1", "last:2") and 2 ** -4 <= float(r["scale"]) <= 2 ** 4
-        assert r["objective"] == (VAL_KEY if hpo.has_val_hook() else TEST_FALLBACK)
+        assert r["objective"] == VAL_KEY
         assert (out / r["run_dir"] / "metrics.json").is_file()
     assert (out / "best_config.yaml").is_file() and "best trial" in capsys.readouterr().out
 
@@ -60,6 +63,7 @@ def test_optuna_needs_lora(tmp_path, capsys):
     assert "searches LoRA positions" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_interrupted_trial_is_requeued_into_its_run_dir(tmp_path, tiny_cell):
     import optuna
 
@@ -75,6 +79,7 @@ def test_interrupted_trial_is_requeued_into_its_run_dir(tmp_path, tiny_cell):
     assert rows[1]["positions"] == "v" and rows[1]["run_dir"] == f"trials/{trial_dir_name(params)}"
 
 
+@pytest.mark.slow
 def test_startup_trials_reach_the_sampler_and_survive_resume(tmp_path, tiny_cell, monkeypatch):
     import optuna
 
@@ -82,7 +87,7 @@ def test_startup_trials_reach_the_sampler_and_survive_resume(tmp_path, tiny_cell
     real = optuna.samplers.TPESampler
     monkeypatch.setattr(optuna.samplers, "TPESampler",
                         lambda **kw: (seen.append(kw.get("n_startup_trials", -1)), real(**kw))[1])
-    monkeypatch.setattr(hpo, "local_backend", lambda cfg, d, q: (_ for _ in ()).throw(RuntimeError("not trained")))
+    monkeypatch.setattr(hpo, "train_in_process", lambda cfg, d, q: (_ for _ in ()).throw(RuntimeError("not trained")))
     out = tmp_path / "hpo"
     assert main(["sweep", "--optuna", "1", "--startup-trials", "3", "--depth", "2", "--set", *tiny_cell,
                  "--out", str(out), "-q"]) == 0

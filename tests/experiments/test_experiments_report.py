@@ -26,6 +26,7 @@ def _assert_pngs(report_dir, names):
     return text
 
 
+@pytest.mark.slow
 def test_run_report(tmp_path, tiny_cell):
     meta = ["meta.enabled=true", "meta.interval=2", "meta.hypergrad=first_order"]
     cfg = RunConfig.load(None, tiny_cell + ["train.epochs=2", "train.eval_every=1", *meta])

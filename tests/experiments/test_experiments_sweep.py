@@ -10,21 +10,21 @@ import pytest
 
 from metapeft.cli import main
 from metapeft.config import ConfigError
-from metapeft.experiments import sweep as sweep_mod
+from metapeft.experiments import cells as cells_mod
 from metapeft.experiments.manifest import check_compatible, write_manifest
 
 
 @pytest.fixture
 def counting_backend(monkeypatch):
-    """Counts the cells the sweep actually trains (finished cells must never reach the backend)."""
+    """Counts the cells the sweep actually trains (finished cells must never reach the cell runner)."""
     calls: list[str] = []
-    real = sweep_mod.local_backend
+    real = cells_mod.train_in_process
 
     def backend(cfg, run_dir, quiet):
         calls.append(run_dir.name)
         real(cfg, run_dir, quiet)
 
-    monkeypatch.setattr(sweep_mod, "local_backend", backend)
+    monkeypatch.setattr(cells_mod, "train_in_process", backend)
     return calls
 
 
@@ -33,6 +33,7 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_sweep_runs_skips_resumes_and_reports(tmp_path, tiny_cell, counting_backend, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--set", *tiny_cell, "--grid", "peft.positions=q,mlp1",

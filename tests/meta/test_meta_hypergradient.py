@@ -41,6 +41,7 @@ def looked_ahead_val_loss(model, phi, batches):
     return F.cross_entropy(functional_call(model, new, (x_va,)), y_va).item()
 
 
+@pytest.mark.slow
 def test_unrolled_matches_central_finite_differences(make_vit):
     model, phi, gammas, batches = setup(make_vit)
     x_tr, y_tr, x_va, y_va = batches
@@ -80,6 +81,7 @@ def test_first_order_is_the_direct_partial_derivative(make_vit):
         assert g.item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("terms", [0, 2])
 def test_neumann_matches_explicit_hessian_series(make_vit, terms):
     model, phi, gammas, (x_tr, y_tr, x_va, y_va) = setup(make_vit, positions=("v",), rank=1, train_head=False)

@@ -27,6 +27,7 @@ def train(tmp_path, name, overrides, nproc=1):
     ["data.augment=true"],
     ["meta.enabled=true", "meta.hypergrad=first_order", "meta.outer_loss=ce", "meta.interval=2"],
 ])
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process(tmp_path, tiny_run, extra):
     over = tiny_run + extra
     single = train(tmp_path, "single", over)

@@ -50,6 +50,7 @@ def test_suffix_on_cached_tokens_equals_full_forward(tiny_run):
     assert torch.allclose(full, cached, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cached_training_run_matches_uncached(tmp_path, tiny_run):
     runs = {}
     for cache in ("true", "false"):
@@ -61,6 +62,7 @@ def test_cached_training_run_matches_uncached(tmp_path, tiny_run):
     assert list(runs["true"].gamma.values()) == pytest.approx(list(runs["false"].gamma.values()), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_runs_share_stored_prefix_tokens_and_stay_exact(tmp_path, tiny_run):
     """A second run with the same frozen prefix reads the stored tokens instead of recomputing them;
     its numbers equal an uncached run's. A different k gets its own file."""
@@ -85,6 +87,7 @@ def test_runs_share_stored_prefix_tokens_and_stay_exact(tmp_path, tiny_run):
     assert len(list(store.glob("prefix-*.safetensors"))) == 2
 
 
+@pytest.mark.slow
 def test_linear_probe_caches_the_whole_backbone(tmp_path, tiny_run):
     results = {}
     for cache in ("true", "false"):

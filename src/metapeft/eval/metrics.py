@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..atomic import atomic_write_text
 
 __all__ = ["Metrics", "compute_metrics"]
 
@@ -75,18 +75,7 @@ class Metrics:
 
     def to_json(self, path: str | Path) -> Path:
         """Write ``to_dict()`` as JSON atomically (temp file + rename in the same directory)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=2, allow_nan=False)
-                f.write("\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     def summary_row(self) -> str:
         """One line: ``overall 85.20 | balanced 80.10 | many ... | medium ... | few ... | macro_f1 ...`` (percent)."""

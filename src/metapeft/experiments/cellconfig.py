@@ -18,6 +18,7 @@ import yaml
 
 from ..config import SECTIONS, ConfigError, RunConfig, apply_override
 from ..peft.config import PeftConfig
+from ..peft.registry import get_method
 from .grid import Cell
 
 SCALE_KEY = "peft.scale"
@@ -25,8 +26,8 @@ DERIVED_KEYS = (SCALE_KEY,)
 
 
 def alpha_for_scale(peft: PeftConfig, scale: float) -> float:
-    """α giving the module scale ``scale``: LoRA applies α/r, Adapter/AdaptFormer apply α."""
-    return float(scale) * peft.rank if peft.method == "lora" else float(scale)
+    """α giving the module scale ``scale`` (the method's scale rule inverted: LoRA α/r, Adapter α, ...)."""
+    return get_method(peft.method).alpha_for_scale(peft, scale)
 
 
 def split_derived(overrides: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -94,10 +94,6 @@ def expand(axes: list[Axis]) -> list[Cell]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(a.values for a in axes))]
 
 
-def cell_overrides(cell: Cell) -> list[str]:
-    return [f"{k}={v}" for k, v in cell.items()]
-
-
 def cell_slug(cell: Cell) -> str:
     """A readable, filesystem-safe directory name, e.g. ``peft.positions=q__peft.blocks=[3]``."""
     if not cell:

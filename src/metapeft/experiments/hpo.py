@@ -18,37 +18,31 @@ import hashlib
 import json
 import shutil
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import ConfigError, TrainConfig
-from ..train.checkpoint import atomic_write_text
+from ..config import ConfigError
+from ..atomic import atomic_write_text
 from .cellconfig import SCALE_KEY, build_cell_config, resolve_base, split_derived
 from .grid import Cell
 from .manifest import check_compatible, read_manifest, write_manifest
 from .presets import LORA_POSITIONS
 from .results import val_metric
-from .sweep import local_backend, with_shared_prefix_cache
+from .cells import train_in_process, with_shared_prefix_cache
 
 STUDY = "metapeft_hpo"
 VAL_KEY = "val_balanced"
-HOLDOUT_FIELD = "val_holdout"   # TrainConfig field of the trainer hook (absent until the trainer has it)
-HOLDOUT_SHARE = 0.2
+HOLDOUT_SHARE = 0.2  # train.val_holdout of every trial: the objective's model-selection split
 SCALE_RANGE = (2.0 ** -4, 2.0 ** 4)
 TEST_FALLBACK = "balanced (TEST set: no validation split, selection biased)"
 TRIAL_COLUMNS = ("number", "state", "value", "objective", "positions", "blocks", "scale", "alpha", "wall_time_s",
                  "epochs", "steps", "test_overall", "test_balanced", "test_few", "run_dir", "note")
 
 
-def has_val_hook() -> bool:
-    return HOLDOUT_FIELD in {f.name for f in fields(TrainConfig)}
-
-
 def fixed_overrides() -> list[str]:
-    """Applied before the user's ``--set``: plain LoRA (γ off), and the validation hold-out when available."""
-    fixed = ["peft.method=lora", "meta.enabled=false"]
-    return fixed + ([f"train.{HOLDOUT_FIELD}={HOLDOUT_SHARE}"] if has_val_hook() else [])
+    """Applied before the user's ``--set``: plain LoRA (γ off) and the model-selection hold-out."""
+    return ["peft.method=lora", "meta.enabled=false", f"train.val_holdout={HOLDOUT_SHARE}"]
 
 
 @dataclass
@@ -149,7 +143,7 @@ def run_hpo(spec: HpoSpec, out: Path, *, verbose: bool = False, echo: Callable[[
         trial.set_user_attr("alpha", cfg.peft.alpha)
         if not (run_dir / "metrics.json").is_file():
             try:
-                local_backend(cfg, run_dir, not verbose)
+                train_in_process(cfg, run_dir, not verbose)
             except Exception as e:  # recorded in the trials table; Optuna marks the trial failed and goes on
                 trial.set_user_attr("note", f"{type(e).__name__}: {e}"[:300])
                 say(f"trial {trial.number}: FAILED ({type(e).__name__}: {e})")

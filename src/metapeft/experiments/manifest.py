@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..config import ConfigError
-from ..train.checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 
 MANIFEST = "sweep.yaml"
 

@@ -12,40 +12,32 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 
 from ..eval.feature_geometry import class_separation, pca_2d
-from ..train.checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from ..train.model import build_model, extract_features
-from ..train.pipeline import eval_loader, prepare_data
-from ..train.reload import find_run_dir, load_run_model
-from ..train.trainer import resolve_device
+from ..train.pipeline import eval_loader
+from ..train.reload import load_run
 from .aggregate import md_table
 from .plots import embedding_panels, paired_bars
 
 GROUPS = ("many", "medium", "few")
 
 
-def test_features(run_dir: Path) -> dict[str, Any]:
-    """Pre-logit test features of the run's model (``after``) and of its starting backbone (``before``)."""
-    run_dir, weights = find_run_dir(run_dir)
-    cfg, ds, tuned = load_run_model(run_dir, weights)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+def features_before_after(run_dir: Path) -> dict[str, Any]:
+    """Pre-logit test-set features of the run's model (``after``) and of its starting backbone (``before``)."""
+    run = load_run(run_dir)
+    cfg, ds = run.cfg, run.ds
     frozen = build_model(cfg, ds.num_classes)  # seeds itself: the run's exact starting weights
-    pcfg = tuned.pretrained_cfg
-    data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
     feats = {}
-    for name, model in (("before", frozen), ("after", tuned)):
-        model.to(device).eval()
-        feats[name], labels = extract_features(model, eval_loader(ds.test, data, cfg, device))
+    for name, model in (("before", frozen), ("after", run.model)):
+        model.to(run.device).eval()
+        feats[name], labels = extract_features(model, eval_loader(ds.test, run.data, cfg, run.device))
     return {"features": feats, "labels": labels, "ds": ds}
 
 
 def feature_sections(run_dir: Path, fig_dir: Path) -> list[str]:
-    got = test_features(run_dir)
+    got = features_before_after(run_dir)
     ds, labels, feats = got["ds"], got["labels"], got["features"]
     groups = {g: list(ds.class_groups.get(g, [])) for g in GROUPS}
     group_of = {c: g for g, cs in groups.items() for c in cs}

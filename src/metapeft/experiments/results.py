@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..errors import MissingFileError
-from ..train.checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from .grid import Cell
 
 METRICS = ("overall", "balanced", "many", "medium", "few", "macro_f1")

@@ -8,30 +8,18 @@ re-gathered into ``DIR/results.{csv,json}`` after every cell, so a killed sweep 
 from __future__ import annotations
 
 import sys
-import time
-import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ConfigError, RunConfig
-from ..train.checkpoint import atomic_write_text
 from .cellconfig import build_cell_config, resolve_base, split_derived
+from .cells import CellOutcome, describe, run_cell, with_shared_prefix_cache
 from .grid import Axis, Cell, expand, unique_slugs
 from .manifest import check_compatible, read_manifest, write_manifest
 from .results import run_row, write_results
 
-Backend = Callable[[RunConfig, Path, bool], None]
-
-
-def local_backend(cfg: RunConfig, run_dir: Path, quiet: bool) -> None:
-    """Run the cell in this process (sequentially); ``resume=True`` continues a half-finished cell."""
-    from ..train import Trainer
-
-    Trainer(cfg, run_dir, resume=True, quiet=quiet).run()
-
-
-SWEEP_BACKENDS = ("local", "ray")
+SCHEDULERS = ("local", "ray")  # `metapeft sweep --backend`: who runs the cells (see cells.py)
 
 
 @dataclass
@@ -65,14 +53,6 @@ class SweepSpec:
         return expand(self.axes)
 
 
-@dataclass
-class CellOutcome:
-    slug: str
-    status: str      # done | skipped | failed
-    seconds: float
-    error: str | None = None
-
-
 def plan(spec: SweepSpec) -> list[tuple[str, Cell, RunConfig]]:
     """(slug, cell, config) of every cell; builds them all first so a bad value fails before any training."""
     cells = spec.cells()
@@ -86,49 +66,20 @@ def plan(spec: SweepSpec) -> list[tuple[str, Cell, RunConfig]]:
     return out
 
 
-def with_shared_prefix_cache(cfg: RunConfig, out: Path) -> RunConfig:
-    """Cells share cached frozen-prefix tokens in ``SWEEP/prefix_cache`` unless the config names a place."""
-    if cfg.train.prefix_cache_dir:
-        return cfg
-    return replace(cfg, train=replace(cfg.train, prefix_cache_dir=str((Path(out) / "prefix_cache").resolve())))
-
-
-def run_cell(slug: str, cfg: RunConfig, run_dir: Path, *, verbose: bool = False,
-             runner: Backend | None = None) -> CellOutcome:
-    """Train one cell into ``run_dir``; a failure is written to ``error.txt`` and returned, not raised.
-
-    Backends share this, so a cell behaves the same whether it runs in this process or in a Ray worker.
-    """
-    tick = time.perf_counter()
-    try:
-        (runner or local_backend)(cfg, run_dir, not verbose)
-        (run_dir / "error.txt").unlink(missing_ok=True)
-        return CellOutcome(slug, "done", time.perf_counter() - tick)
-    except Exception as e:  # one diverged or broken cell must not lose the rest of the sweep
-        atomic_write_text(run_dir / "error.txt", traceback.format_exc())
-        return CellOutcome(slug, "failed", time.perf_counter() - tick, f"{type(e).__name__}: {e}")
-
-
-def describe(outcome: CellOutcome, run_dir: Path) -> str:
-    if outcome.status == "failed":
-        return f"FAILED ({outcome.error}); see {run_dir / 'error.txt'}"
-    return f"done in {outcome.seconds:.1f} s"
-
-
-def run_sweep(spec: SweepSpec, out: Path, *, backend: str = "local", verbose: bool = False,
+def run_sweep(spec: SweepSpec, out: Path, *, scheduler: str = "local", verbose: bool = False,
               echo: Callable[[str], None] | None = None, ray_options: dict[str, Any] | None = None,
               ) -> list[CellOutcome]:
     """Run the missing cells, then gather the results. Failed cells are recorded, not fatal.
 
-    ``local`` runs cells one after another in this process; ``ray`` runs them as Ray Tune trials
-    (``ray_options``: see :func:`metapeft.experiments.ray_backend.run_cells_on_ray`).
+    ``scheduler``: ``local`` runs cells one after another in this process; ``ray`` runs them as Ray
+    Tune trials (``ray_options``: see :func:`metapeft.experiments.ray_scheduler.run_cells_on_ray`).
     """
     out = Path(out)
     say = echo or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    if backend not in SWEEP_BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(SWEEP_BACKENDS)}")
-    if backend == "ray":
-        from .ray_backend import check_ray_options
+    if scheduler not in SCHEDULERS:
+        raise ConfigError(f"unknown backend {scheduler!r}; available: {', '.join(SCHEDULERS)}")
+    if scheduler == "ray":
+        from .ray_scheduler import check_ray_options
 
         check_ray_options(**(ray_options or {}))
     cells = [(slug, cell, with_shared_prefix_cache(cfg, out)) for slug, cell, cfg in plan(spec)]
@@ -142,8 +93,8 @@ def run_sweep(spec: SweepSpec, out: Path, *, backend: str = "local", verbose: bo
             say(f"[{i}/{len(cells)}] {slug}: done before, skipped")
         else:
             pending.append((slug, cfg))
-    if backend == "ray" and pending:
-        from .ray_backend import run_cells_on_ray
+    if scheduler == "ray" and pending:
+        from .ray_scheduler import run_cells_on_ray
 
         for o in run_cells_on_ray(pending, out, verbose=verbose, **(ray_options or {})):
             outcomes[o.slug] = o

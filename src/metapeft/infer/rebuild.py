@@ -32,7 +32,7 @@ def load_inference_model(run_dir: str | Path, *, device: str | None = None, merg
     from ..train.model import build_model
     from ..train.reload import find_run_dir, load_run_config, read_run_weights
     from ..train.checkpoint import load_trainable_state
-    from ..train.trainer import resolve_device
+    from ..train.model import resolve_device
 
     run, weights = find_run_dir(Path(run_dir))
     cfg = load_run_config(run)

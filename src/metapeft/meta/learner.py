@@ -1,7 +1,13 @@
-"""The outer loop: one γ update from a validation batch every ``interval`` inner steps."""
+"""The outer loop: one γ update from a validation batch every ``interval`` inner steps.
+
+The learner owns γ's gradient mode: γ is frozen (``requires_grad=False``) except inside
+:meth:`MetaLearner.gamma_grad`, so ordinary inner steps never build graph edges to γ and the
+trainer never toggles γ itself.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -13,7 +19,7 @@ from ..config import MetaConfig
 from ..peft import gamma_parameters, modulators, project_gammas
 from . import hypergradient as hg
 
-ValBatches = Iterator[tuple[torch.Tensor, torch.Tensor]]
+ValBatches = Iterator[tuple[torch.Tensor, torch.Tensor]]  # an endless stream of (x_val, y_val)
 DEFAULT_INTERVAL = 10
 
 
@@ -49,7 +55,7 @@ class MetaState:
 class MetaLearner:
     """Owns γ's optimizer and computes hypergradients; φ stays with the main optimizer."""
 
-    def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable, val_batches: ValBatches,
+    def __init__(self, model: nn.Module, cfg: MetaConfig, outer_loss: Callable,
                  reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
                  steps_per_epoch: int | None = None) -> None:
         self.model = model
@@ -58,10 +64,10 @@ class MetaLearner:
         self.reduce = reduce or (lambda grads: grads)
         self.cfg = cfg
         self.outer_loss = outer_loss
-        self.val_batches = val_batches
         self.gammas = gamma_parameters(model)
         if not self.gammas:
             raise ValueError("meta-learning needs γ modulators, the model has none")
+        self._set_gamma_grad(False)  # γ gets gradients only inside `gamma_grad()`
         self.sites = list(modulators(model))
         if cfg.optimizer == "adam":
             self.optimizer: torch.optim.Optimizer = torch.optim.Adam(
@@ -79,10 +85,38 @@ class MetaLearner:
     def is_due(self, inner_step: int) -> bool:
         return inner_step % self.interval == 0
 
+    def _set_gamma_grad(self, flag: bool) -> None:
+        for p in self.gammas:
+            p.requires_grad_(flag)
+
+    @contextlib.contextmanager
+    def gamma_grad(self) -> Iterator[None]:
+        """γ requires grad inside the block and is frozen again after it (re-entrant).
+
+        A second-order step enters it around the train forward too: the look-ahead's graph must
+        reach γ. Everywhere else γ is a constant, so plain steps pay nothing for it.
+        """
+        before = [p.requires_grad for p in self.gammas]
+        self._set_gamma_grad(True)
+        try:
+            yield
+        finally:
+            for p, flag in zip(self.gammas, before):
+                p.requires_grad_(flag)
+
     def step(self, phi: dict[str, nn.Parameter], train_grads: list[torch.Tensor] | None,
-             inner_lr: float) -> MetaStepResult:
-        """Compute the hypergradient on a fresh val batch and update γ (guarded)."""
-        x_val, y_val = next(self.val_batches)
+             inner_lr: float, val_batch: tuple[torch.Tensor, torch.Tensor]) -> MetaStepResult:
+        """Compute the hypergradient on ``val_batch`` and update γ (guarded).
+
+        ``train_grads``: the train-loss gradient built with ``create_graph=True`` (second-order
+        modes; ``None`` for first_order). ``inner_lr``: η of the look-ahead φ' = φ − η∇φ.
+        """
+        with self.gamma_grad(), torch.profiler.record_function("MetaLearner.step"):
+            return self._step(phi, train_grads, inner_lr, val_batch)
+
+    def _step(self, phi: dict[str, nn.Parameter], train_grads: list[torch.Tensor] | None,
+              inner_lr: float, val_batch: tuple[torch.Tensor, torch.Tensor]) -> MetaStepResult:
+        x_val, y_val = val_batch
         mode = self.cfg.hypergrad
         if mode == "first_order":
             res = hg.first_order(self.model, self.gammas, self.outer_loss, x_val, y_val)
@@ -119,8 +153,8 @@ class MetaLearner:
         return result
 
     def gamma_values(self) -> list[float]:
-        """Mean effective γ per site (a scalar γ is its own mean), in site order."""
-        return [float(m.value().detach().mean()) for m in modulators(self.model).values()]
+        """Each site's γ as one number (:meth:`Modulator.site_value`), in site order."""
+        return [m.site_value() for m in modulators(self.model).values()]
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "steps": self.state.steps, "skipped": self.state.skipped,

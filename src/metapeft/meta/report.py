@@ -15,7 +15,7 @@ from ..peft.apply import POSITION_ORDER
 class GammaReport:
     positions: list[str]
     blocks: list[int]
-    gamma: dict[str, float]            # "block.position" → mean effective γ
+    gamma: dict[str, float]            # "block.position" → the site's γ (Modulator.site_value)
     effective_scale: dict[str, float]  # "block.position" → α·γ
     below_threshold: list[str]         # sites whose |γ| fell under the threshold ("not inserted")
     threshold: float
@@ -40,7 +40,7 @@ def gamma_report(model: nn.Module, threshold: float = 0.1) -> GammaReport:
     gamma, scale, low = {}, {}, []
     sites = site_modules(model)
     for site, mod in modulators(model).items():
-        g = float(mod.value().detach().abs().mean()) if mod.gamma.dim() else float(mod.value().detach())
+        g = mod.site_value()
         key = str(site)
         gamma[key] = g
         scale[key] = sites[site].scale * g

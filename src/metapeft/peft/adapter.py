@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .modulator import Modulator
 from .site import Site, SiteModule
+from .wrap import embed_dim, like, modulator_factory, vit_blocks
+
+if TYPE_CHECKING:
+    from .config import PeftConfig
 
 
 class BottleneckBranch(SiteModule):
@@ -44,3 +48,19 @@ class SequentialAdapter(nn.Module):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         y = self.base_layer(x, *args, **kwargs)
         return y + self.adapter(y)
+
+
+def bottleneck_branch(model: nn.Module, idx: int, pos: str, cfg: "PeftConfig") -> BottleneckBranch:
+    dim = embed_dim(model)
+    return BottleneckBranch(dim, cfg.bottleneck, site=Site(idx, pos), scale=cfg.scale,
+                            modulator=modulator_factory(cfg)(dim))
+
+
+def apply_adapter(model: nn.Module, chosen: list[int], cfg: "PeftConfig") -> None:
+    """A sequential adapter after each chosen block's ``attn`` and/or ``mlp`` sub-layer."""
+    blocks = vit_blocks(model)
+    for idx in chosen:
+        block = blocks[idx]
+        for pos in cfg.resolved_positions:  # the position is the sub-layer's name
+            sub = getattr(block, pos)
+            setattr(block, pos, like(SequentialAdapter(sub, bottleneck_branch(model, idx, pos, cfg)), sub))

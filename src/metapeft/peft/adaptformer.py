@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .adapter import BottleneckBranch
+from .adapter import BottleneckBranch, bottleneck_branch
+from .wrap import like, vit_blocks
+
+if TYPE_CHECKING:
+    from .config import PeftConfig
 
 
 class ParallelAdapter(nn.Module):
@@ -24,3 +28,12 @@ class ParallelAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.base_layer(x, *args, **kwargs) + self.adapter(x)
+
+
+def apply_adaptformer(model: nn.Module, chosen: list[int], cfg: "PeftConfig") -> None:
+    """A bottleneck branch parallel to each chosen block's MLP (position ``mlp``)."""
+    blocks = vit_blocks(model)
+    for idx in chosen:
+        for pos in cfg.resolved_positions:
+            block = blocks[idx]
+            block.mlp = like(ParallelAdapter(block.mlp, bottleneck_branch(model, idx, pos, cfg)), block.mlp)

@@ -10,19 +10,10 @@ import yaml
 from ..errors import ConfigError
 from ..validation import spec, validate_fields
 from .modulator import GammaConstraint, GammaShape, gamma_setting_problem
+from .registry import ADDITIVE_METHODS, METHODS, POSITIONS, get_method  # noqa: F401  (re-exported)
 
-MethodName = Literal[
-    "lora", "adaptformer", "adapter",                      # additive: carry γ
-    "vpt_shallow", "vpt_deep", "bitfit", "ssf", "ln_tune",  # non-additive baselines
-    "linear_probe", "full",
-]
-METHODS: tuple[str, ...] = get_args(MethodName)
-ADDITIVE_METHODS = ("lora", "adaptformer", "adapter")
-POSITIONS: dict[str, tuple[str, ...]] = {
-    "lora": ("q", "k", "v", "out", "mlp1", "mlp2"),
-    "adaptformer": ("mlp",),
-    "adapter": ("attn", "mlp"),
-}
+# The registered methods as a Literal: the one validation home reads the allowed values from it.
+MethodName = Literal[METHODS]  # type: ignore[valid-type]
 # Which blocks get modules: "all", "last:N" (the N deepest blocks) or block indices (negative from the end).
 BlockSpec = Union[str, list[int]]
 BLOCKS_HELP = "'all', 'last:N' (N >= 1) or a list of block indices (ints; negative count from the end)"
@@ -78,14 +69,12 @@ class PeftConfig:
 
     @property
     def scale(self) -> float:
-        """The fixed α applied to every additive module's output (before γ)."""
-        if self.method == "lora":
-            return (self.rank if self.alpha is None else self.alpha) / self.rank
-        return 1.0 if self.alpha is None else float(self.alpha)
+        """The fixed α applied to every additive module's output (before γ): the method's scale rule."""
+        return get_method(self.method).scale(self)
 
     @property
     def has_gamma(self) -> bool:
-        return self.gamma and self.method in ADDITIVE_METHODS
+        return self.gamma and get_method(self.method).additive
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

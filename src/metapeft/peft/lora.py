@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .modulator import Modulator
 from .site import Site, SiteModule
+from .wrap import like, modulator_factory, vit_blocks
+
+if TYPE_CHECKING:
+    from .config import PeftConfig
+
+# LoRA position → (linear inside a block, which output slice of it; None = whole output).
+LORA_TARGETS: dict[str, tuple[str, int | None]] = {
+    "q": ("attn.qkv", 0), "k": ("attn.qkv", 1), "v": ("attn.qkv", 2),
+    "out": ("attn.proj", None), "mlp1": ("mlp.fc1", None), "mlp2": ("mlp.fc2", None),
+}
 
 
 class LoraBranch(SiteModule):
@@ -39,7 +50,7 @@ class LoraBranch(SiteModule):
     def scaled_B(self) -> torch.Tensor:
         """``α · γ · B`` ([out, r]): scaling the tiny B instead of the [tokens, out] output is the same maths."""
         b = self.lora_B.weight * self.scale
-        gamma = self.gamma
+        gamma = self.gamma_modulator
         if gamma is None:
             return b
         g = gamma.value()
@@ -180,3 +191,35 @@ def wrap_lora(
         layer.slices[name] = slices[name]
         layer.lora[name] = branch
     return layer
+
+
+def apply_lora(model: nn.Module, chosen: list[int], cfg: "PeftConfig") -> None:
+    """LoRA branches at ``cfg``'s positions of the chosen blocks, α = ``cfg.scale`` (the method's rule)."""
+    blocks = vit_blocks(model)
+    for idx in chosen:
+        _apply_block(blocks[idx], idx, cfg)
+
+
+def _apply_block(block: nn.Module, idx: int, cfg: "PeftConfig") -> None:
+    groups: dict[str, dict[str, Site]] = {}
+    for pos in cfg.resolved_positions:
+        path, _ = LORA_TARGETS[pos]
+        groups.setdefault(path, {})[pos] = Site(idx, pos)
+    for path, sites in groups.items():
+        base = block.get_submodule(path)
+        linear = base.base_layer if isinstance(base, LoraLinear) else base
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"block {idx}: `{path}` is {type(linear).__name__}, LoRA needs nn.Linear")
+        slices = {}
+        for pos in sites:
+            part = LORA_TARGETS[pos][1]
+            if part is None:
+                slices[pos] = (0, linear.out_features)
+            else:
+                if linear.out_features % 3:
+                    raise TypeError(f"block {idx}: `{path}` is not a fused qkv (out={linear.out_features})")
+                width = linear.out_features // 3
+                slices[pos] = (part * width, (part + 1) * width)
+        wrapped = wrap_lora(base, slices, sites, rank=cfg.rank, scale=cfg.scale, dropout=cfg.dropout,
+                            make_modulator=modulator_factory(cfg))
+        block.set_submodule(path, like(wrapped, linear))

@@ -80,6 +80,14 @@ class Modulator(nn.Module):
     def forward(self, delta: torch.Tensor) -> torch.Tensor:
         return delta * self.value()
 
+    def site_value(self) -> float:
+        """The site's γ as one number — the one definition of "a site's γ" / "mean γ" everywhere
+        (gamma.json, the γ trace, history.csv, TensorBoard): γ itself when scalar (its sign says
+        the branch is inverted), the mean of |γ| over channels when per-channel (signed channel
+        values would cancel in a mean and hide the site's strength)."""
+        v = self.value().detach()
+        return float(v) if v.dim() == 0 else float(v.abs().mean())
+
     @torch.no_grad()
     def project(self) -> None:
         """Map γ back onto its feasible set (``clamp``: γ ≥ 0; ``max_abs``: |γ| ≤ max_abs)."""

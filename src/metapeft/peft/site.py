@@ -32,7 +32,8 @@ class SiteModule(nn.Module):
         self.modulator: nn.Module = modulator if modulator is not None else nn.Identity()
 
     @property
-    def gamma(self) -> Modulator | None:
+    def gamma_modulator(self) -> Modulator | None:
+        """The site's γ module (``None`` without γ); its raw parameter is ``gamma_modulator.gamma``."""
         return self.modulator if isinstance(self.modulator, Modulator) else None
 
     def modulate(self, delta: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from .apply import classifier, gamma_parameters, peft_parameters
+from .apply import classifier, gamma_parameters, inner_parameters
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
     head_params = list(classifier(model).parameters())
     head_ids = {id(p) for p in head_params}
     gammas = gamma_parameters(model)
-    phi = [p for p in peft_parameters(model) if id(p) not in head_ids]
+    phi = [p for p in inner_parameters(model) if id(p) not in head_ids]
     total = sum(p.numel() for p in model.parameters())
     head_total = sum(p.numel() for p in head_params)
     added = _added_parameter_count(model)
@@ -56,17 +56,17 @@ def trainable_summary(model: nn.Module) -> TrainableSummary:
 
 
 def _added_parameter_count(model: nn.Module) -> int:
-    """Parameters that PEFT added (live in PEFT modules, not in wrapped base layers)."""
-    from .site import SiteModule
-    from .ssf import ScaleShift
-    from .vpt import PromptedBlock
+    """Parameters that PEFT added, for any method, with no per-method code.
 
+    Every method's wrapper keeps the module it wraps as ``base_layer`` (peft's convention): a
+    parameter was added iff, below the innermost wrapper on its path, it is not under ``base_layer``
+    (``qkv.lora.q.lora_A.weight``, ``norm1.ssf_scale``, ``blocks.0.prompt`` — not ``qkv.base_layer.weight``).
+    """
+    wrappers = {name for name, m in model.named_modules() if hasattr(m, "base_layer") and name}
     n = 0
-    for m in model.modules():
-        if isinstance(m, SiteModule):
-            n += sum(p.numel() for p in m.parameters())
-        elif isinstance(m, ScaleShift):
-            n += m.ssf_scale.numel() + m.ssf_shift.numel()
-        elif isinstance(m, PromptedBlock) and m.prompt is not None:
-            n += m.prompt.numel()
+    for name, p in model.named_parameters():
+        parts = name.split(".")
+        inner = max((i for i in range(1, len(parts)) if ".".join(parts[:i]) in wrappers), default=None)
+        if inner is not None and parts[inner] != "base_layer":
+            n += p.numel()
     return n

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from .wrap import embed_dim, like, vit_blocks
+
+if TYPE_CHECKING:
+    from .config import PeftConfig
 
 
 class PromptedBlock(nn.Module):
@@ -63,3 +68,18 @@ def apply_vpt(blocks: nn.Sequential, prompted: list[int], *, length: int, dim: i
             replace=has_prompt and i != first,
             strip=i == last,
         )
+
+
+def _apply(model: nn.Module, chosen: list[int], cfg: "PeftConfig", deep: bool) -> None:
+    blocks = vit_blocks(model)
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", (16, 16))
+    apply_vpt(blocks, chosen, length=cfg.vpt_length, dim=embed_dim(model), patch_area=math.prod(patch), deep=deep)
+    like(blocks, model.patch_embed)
+
+
+def apply_vpt_shallow(model: nn.Module, chosen: list[int], cfg: "PeftConfig") -> None:
+    _apply(model, chosen, cfg, deep=False)
+
+
+def apply_vpt_deep(model: nn.Module, chosen: list[int], cfg: "PeftConfig") -> None:
+    _apply(model, chosen, cfg, deep=True)

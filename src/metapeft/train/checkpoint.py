@@ -6,13 +6,15 @@ Layout of ``RUN/checkpoints``::
       trainable.safetensors   PEFT weights + head + γ
       optimizer.pt            main optimizer state (tensors only: torch.load(weights_only=True))
       meta.pt                 meta optimizer state (when meta-learning)
-      state.json              epoch, step, scheduler, history, meta trace, RNG
+      state.json              epoch, step, skipped steps, history, scheduler (``TrainState``)
     latest                 text file naming the newest complete checkpoint (replaced atomically)
 
 A run killed at any moment leaves the previous checkpoint and ``latest`` intact: every file is
 fsynced, then its folder, before the rename that publishes it (so after a crash of the OS the
 rename is not seen before the data). Reading a checkpoint never unpickles anything but tensors,
-and a truncated, corrupt or hostile file is a :class:`CheckpointError` naming it.
+and a truncated, corrupt or hostile file is a :class:`CheckpointError` naming it. No RNG state
+is saved: every epoch re-seeds from (seed, epoch) and every data stream has its own seeded generator,
+so a resumed epoch replays exactly (older checkpoints' ``rng.pt`` is ignored).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import atomic_save_safetensors, atomic_write_text, fsync_path  # noqa: F401  (re-exported)
 from ..errors import CheckpointError
 from ..peft import gamma_parameters
 
@@ -55,45 +58,6 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> No
             params[name].copy_(tensor)
 
 
-def fsync_path(path: Path) -> None:
-    """Flush a file's or a directory's data to disk (directories: so a rename inside it persists)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
-
-
-def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
-                            ) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        fsync_path(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
-
-
 def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], meta_optimizer_state: dict | None = None, keep: int = 1) -> Path:
     root.mkdir(parents=True, exist_ok=True)
@@ -104,7 +68,6 @@ def save_checkpoint(root: Path, epoch: int, *, model: nn.Module, optimizer: torc
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if meta_optimizer_state is not None:
             torch.save(meta_optimizer_state, tmp / "meta.pt")
-        torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
         for f in tmp.iterdir():
             fsync_path(f)
@@ -167,11 +130,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "trainable": read_safetensors(path / "trainable.safetensors"),
         "optimizer": read_tensor_file(path / "optimizer.pt"),
-        "rng": read_tensor_file(path / "rng.pt"),
         "state": read_json(path / "state.json"),
     }
-    if not isinstance(out["state"], dict) or not isinstance(out["rng"], dict) or "torch" not in out["rng"]:
-        raise CheckpointError(f"{path}: state.json or rng.pt does not have the expected content: {REPAIR}")
+    if not isinstance(out["state"], dict):
+        raise CheckpointError(f"{path}: state.json does not have the expected content: {REPAIR}")
     if (path / "meta.pt").is_file():
         out["meta"] = read_tensor_file(path / "meta.pt")
     return out

@@ -9,10 +9,12 @@ from torch import nn
 
 from ..backbones import create_backbone
 from ..config import RunConfig
+from ..data import LTDataset
 from ..errors import ConfigError, MissingFileError
 from ..peft import apply_peft
 from ..progress import progress
 from .heads import build_head
+from .pipeline import RunData, load_run_dataset, prepare_data
 
 
 def init_weights_path(init_from: str) -> Path:
@@ -42,6 +44,24 @@ def build_model(cfg: RunConfig, num_classes: int) -> nn.Module:
                           f"({type(e).__name__}: {e})") from None
     model.head = build_head(m.head, model.num_features, num_classes, m.head_scale)
     return apply_peft(model, cfg.peft)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_run(cfg: RunConfig, device: torch.device) -> tuple[LTDataset, nn.Module, RunData]:
+    """The dataset, the model (on ``device``, freshly initialised) and the run's data a config describes.
+
+    Training (:class:`~metapeft.train.Trainer`) and every rebuild of a finished run
+    (:func:`~metapeft.train.reload.load_run`) go through here, so they cannot drift apart.
+    """
+    ds = load_run_dataset(cfg)
+    model = build_model(cfg, ds.num_classes).to(device)
+    pcfg = model.pretrained_cfg
+    return ds, model, prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
 
 
 @torch.no_grad()

@@ -77,8 +77,7 @@ def meta_val_batches(data: RunData, cfg: RunConfig, device: torch.device, epoch:
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless class-balanced val batches; the stream is a pure function of (seed, epoch)."""
     assert data.meta_val is not None
-    sampler = ClassBalancedSampler(data.meta_val.labels, cfg.meta.val_batch_size, seed=cfg.train.seed,
-                                   num_classes=data.ds.num_classes)
+    sampler = ClassBalancedSampler(data.meta_val.labels, cfg.meta.val_batch_size, num_classes=data.ds.num_classes)
     tf = data.val_tf
     g_idx = seeded_generator(11, cfg.train.seed, epoch)
     g_aug = seeded_generator(12, cfg.train.seed, epoch)

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..config import RunConfig
 from ..peft import gamma_parameters, vit_blocks
+from ..peft.registry import get_method
 from .checkpoint import atomic_save_safetensors
 from .pipeline import RunData, split_train
 
@@ -83,7 +84,7 @@ def cacheable_prefix(model: nn.Module, cfg: RunConfig) -> int:
     """Index of the first block that must run every step (0 = nothing to cache)."""
     if not cfg.train.cache_prefix or cfg.data.augment:
         return 0
-    if cfg.peft.method in ("vpt_shallow", "vpt_deep"):
+    if not get_method(cfg.peft.method).prefix_cacheable:  # e.g. VPT: prompts change the token sequence
         return 0
     trainable = {id(p) for p in model.parameters() if p.requires_grad} | {id(p) for p in gamma_parameters(model)}
     stem = [model.patch_embed, model.norm_pre, getattr(model, "patch_drop", nn.Identity())]

@@ -1,18 +1,21 @@
-"""Rebuild a finished run's model from its directory and evaluate it (``metapeft eval``)."""
+"""Rebuild a run from its directory: ``load_run`` (used by ``metapeft eval`` and the run report)."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..config import RunConfig
+from ..data import LTDataset
 from ..errors import CheckpointError, MetapeftError, RunDirError
 from ..eval import Metrics
 from .checkpoint import load_trainable_state, read_safetensors
-from .model import build_model
-from .pipeline import load_run_dataset
+from .model import build_run, resolve_device
+from .pipeline import RunData
 from .rundir import newest_intact_checkpoint
 
 
@@ -54,13 +57,28 @@ def load_run_config(run_dir: Path) -> RunConfig:
         raise RunDirError(f"{cfg_path} cannot be used ({e}); restore the run's config.yaml") from None
 
 
-def load_run_model(run_dir: Path, weights: Path):
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    weights: Path          # the trainable-weights file that was loaded
+    cfg: RunConfig
+    ds: LTDataset
+    model: nn.Module       # on ``device``, the run's trained PEFT weights, γ and head loaded
+    data: RunData
+    device: torch.device
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """The run at ``path`` (a run dir or one of its checkpoint dirs), rebuilt from its config and weights."""
+    run_dir, weights = find_run_dir(Path(path))
     cfg = load_run_config(run_dir)
     state = read_run_weights(run_dir, weights)
-    ds = load_run_dataset(cfg)
-    model = build_model(cfg, ds.num_classes)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    ds, model, data = build_run(cfg, device)
     load_trainable_state(model, state)
-    return cfg, ds, model
+    return LoadedRun(run_dir, weights, cfg, ds, model, data, device)
 
 
 def evaluate_run(path: Path) -> Metrics:

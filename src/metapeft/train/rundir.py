@@ -236,7 +236,6 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
 
     Runs before :func:`begin_writing`, so a checkpoint that does not fit is refused with the dir untouched.
     """
-    import torch
 
     saved, path = pre.saved, pre.checkpoint
     assert saved is not None and path is not None
@@ -249,7 +248,6 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
             if "meta" not in saved:
                 raise ValueError("meta.pt is missing but meta-learning is on")
             meta.load_state_dict(saved["meta"])
-        torch.set_rng_state(saved["rng"]["torch"])
     except (MetapeftError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ckpt.CheckpointError(f"{path} does not fit this run ({type(e).__name__}: {e}): {ckpt.REPAIR}") from None
     return state

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import atomic_write_text, load_trainable_state, trainable_state
+from .checkpoint import atomic_save_safetensors, atomic_write_text, load_trainable_state, trainable_state
 
 KEYS = ("overall", "balanced", "many", "medium", "few")
 
@@ -55,7 +55,7 @@ class ModelSelection:
                 self.best = {"epoch": epoch + 1, "score": score, "metric": f"val_{self.metric}"}
                 if self.is_main:
                     self.dir.mkdir(parents=True, exist_ok=True)
-                    save_file(trainable_state(model), str(self.dir / "trainable.safetensors"))
+                    atomic_save_safetensors(trainable_state(model), self.dir / "trainable.safetensors")
                     atomic_write_text(self.dir / "best.json", json.dumps(self.best))
         if due and not last and self.eval_split == "test":
             m = evaluate(test_set)

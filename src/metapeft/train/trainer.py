@@ -1,45 +1,46 @@
 """The training run: inner loop on φ, outer loop on γ, checkpoints, final evaluation.
 
-Reads top to bottom: ``Trainer(cfg, out_dir).run()`` → set up (data, model, head init,
-optimizers) → resume if asked → epochs of ``_step`` → evaluate → write results.
-Single process by default; under ``torchrun`` it trains data-parallel (see ``distributed.py``).
+Reads top to bottom: ``Trainer(cfg, out_dir).run()`` → :meth:`~Trainer._set_up` (data, model, head
+init, optimizers) → :meth:`~Trainer._resume` if asked → :meth:`~Trainer._epoch` per epoch (each a
+loop of :meth:`TrainStep.step <metapeft.train.step.TrainStep.step>`) → :meth:`~Trainer._finish`
+(evaluate, write results, export). Single process by default; under ``torchrun`` it trains
+data-parallel (see ``distributed.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..backbones import unfused_attention
 from ..config import RunConfig
-from ..data import DataError
+from ..data import BatchLoader, DataError
 from ..errors import ConfigError, TrainingError
 from ..eval import Metrics
-from ..meta import MetaLearner, gamma_report, prune_sites
-from ..peft import gamma_parameters, trainable_summary
+from ..meta import GammaReport, MetaLearner, gamma_report, prune_sites
+from ..peft import TrainableSummary, gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
 from . import rundir
 from .distributed import DistEnv
 from .evaluate import evaluate
 from .heads import init_head_from_class_means
 from .losses import build_loss
-from .model import build_model, extract_features
+from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule
-from .pipeline import eval_loader, load_run_dataset, meta_val_batches, prepare_data, train_loader
+from .pipeline import RunData, eval_loader, meta_val_batches, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
 from .selection import ModelSelection
+from .state import EpochStats, TrainState
+from .step import Batch, TrainStep, micro_batch_groups
 
 SUMMARY_KEYS = ("overall", "balanced", "many", "medium", "few")
 
@@ -53,23 +54,30 @@ class RunResult:
 
 
 @dataclass
-class EpochStats:
-    started: float = field(default_factory=time.perf_counter)
-    seen: int = 0
-    loss_sum: float = 0.0
-    losses: int = 0
+class RunParts:
+    """What :meth:`Trainer._set_up` builds and the later phases use (no attribute appears later)."""
+
+    env: DistEnv
+    device: torch.device
+    log: RunLog
+    started: float
+    data: RunData
+    model: nn.Module           # the whole model (checkpoints, γ report, export)
+    net: nn.Module             # what steps and evaluations call: the model, or its suffix on cached tokens
+    prefix_blocks: int         # frozen blocks whose output is cached (0: none)
+    summary: TrainableSummary
+    loader: BatchLoader        # the training micro-batches
+    step: TrainStep
+    state: TrainState
+    preflight: rundir.Preflight   # the run-directory checks' findings (resume checkpoint, notes)
+    selector: ModelSelection      # best-by-validation epoch (with train.val_holdout), or a no-op
+    resuming: bool
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Trainer:
@@ -79,26 +87,30 @@ class Trainer:
         self.resume = resume
         self.quiet = quiet
 
-    # ------------------------------------------------------------------ set-up
     def run(self) -> RunResult:
-        cfg, t = self.cfg, self.cfg.train
-        env, device_name = DistEnv.setup(t.device)
-        self.env = env
+        env, device_name = DistEnv.setup(self.cfg.train.device)
         try:
             with rundir.RunLock(self.out, enabled=env.is_main) as lock:  # one writer per run directory
                 if lock.taken_over and not self.quiet:
                     print(f"{lock.path}: taken over from pid {lock.taken_over} (no longer running)", file=sys.stderr)
-                return self._run(env, resolve_device(device_name))
+                run = self._set_up(env, resolve_device(device_name))
+                if run.resuming:
+                    self._resume(run)
+                self._begin_writing(run)
+                for epoch in range(run.state.epoch, self.cfg.train.epochs):
+                    self._epoch(run, epoch)
+                return self._finish(run)
         finally:
             env.close()
 
-    def _run(self, env: DistEnv, device: torch.device) -> RunResult:
+    def _set_up(self, env: DistEnv, device: torch.device) -> RunParts:
+        """Check, seed, build data and model (prefix cache, head init), then the step's optimizers."""
         cfg, t = self.cfg, self.cfg.train
-        for name, size in (("train.batch_size", t.batch_size // t.grad_accum), ("meta.val_batch_size",
-                                                                                  cfg.meta.val_batch_size)):
+        for name, size in (("train.batch_size", t.batch_size // t.grad_accum),
+                           ("meta.val_batch_size", cfg.meta.val_batch_size)):
             if size % env.world:
                 raise ConfigError(f"{name} per step ({size}) must divide over {env.world} ranks")
-        pre = rundir.preflight(self.out, cfg, self.resume)  # every run-dir check; no write before begin_writing
+        pre = rundir.preflight(self.out, cfg, self.resume)  # every run-dir check; no write before _begin_writing
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
@@ -106,16 +118,10 @@ class Trainer:
         started = time.perf_counter()
         for note in pre.notes if env.is_main else ():  # a fallback is said even with --quiet
             print(f"warning: {note}", file=sys.stderr)
-
-        ds = load_run_dataset(cfg)
+        ds, model, data = build_run(cfg, device)
         log.info(ds.describe())
-        model = build_model(cfg, ds.num_classes).to(device)
-        pcfg = model.pretrained_cfg
-        data = prepare_data(cfg, pcfg.get("mean"), pcfg.get("std"), ds)
         summary = trainable_summary(model)
         log.info(str(summary))
-
-        # `net` is what steps and evaluations call: the model, or only its trainable suffix on cached tokens.
         net: nn.Module = model
         start = cacheable_prefix(model, cfg)
         if start:
@@ -126,208 +132,158 @@ class Trainer:
         if not resuming and cfg.model.head_init == "class_mean":
             feats, labels = extract_features(net, eval_loader(data.train, data, cfg, device))
             init_head_from_class_means(model.get_classifier(), feats, labels)
-
         loader = train_loader(data, cfg, device)
-        steps_per_epoch = len(loader) // t.grad_accum
-        if steps_per_epoch < 1:
+        if len(loader) // t.grad_accum < 1:
             raise DataError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
-        gammas = gamma_parameters(model)
-        gamma_ids = {id(g) for g in gammas}
-        self.phi_named = {n: p for n, p in net.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
-        self.phi = list(self.phi_named.values())
-        self.gammas = gammas
-        self.net = net
-        optimizer = build_optimizer(self.phi, t)
+        step = self._build_step(model, net, data, len(loader) // t.grad_accum, env, device, log)
+        selector = ModelSelection(cfg, data.selection, self.out, is_main=env.is_main)
+        return RunParts(env, device, log, started, data, model, net, start, summary, loader, step, step.state,
+                        pre, selector, resuming)
+
+    def _build_step(self, model: nn.Module, net: nn.Module, data: RunData, steps_per_epoch: int, env: DistEnv,
+                    device: torch.device, log: RunLog) -> TrainStep:
+        """φ (trainable, γ excluded), its optimizer and schedule, the losses, and the meta learner."""
+        cfg, t = self.cfg, self.cfg.train
+        gamma_ids = {id(g) for g in gamma_parameters(model)}
+        phi = {n: p for n, p in net.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
+        optimizer = build_optimizer(list(phi.values()), t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
         counts = data.ds.train_class_counts
-        self.criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
+        criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
         meta = None
-        if cfg.meta.enabled:
+        if cfg.meta.enabled:  # the learner freezes γ itself; it gets gradients only in meta steps
             outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
-            meta = MetaLearner(net, cfg.meta, outer, iter(()), reduce=env.mean_, steps_per_epoch=steps_per_epoch)
-        self._gammas_trainable(False)  # γ only gets gradients inside meta steps
+            meta = MetaLearner(net, cfg.meta, outer, reduce=env.mean_, steps_per_epoch=steps_per_epoch)
+        else:  # without meta-learning γ is a constant (its init)
+            for g in gamma_parameters(model):
+                g.requires_grad_(False)
+        return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, env=env, log=log)
 
-        state: dict[str, Any] = {"epoch": 0, "step": 0, "skipped_steps": 0, "history": []}
-        if resuming:
-            state = rundir.restore(pre, model, optimizer, scheduler, meta)
-        if env.is_main:  # the first write into the run directory, after every check
-            rundir.begin_writing(self.out, cfg, pre)
-            if resuming:
-                log.rewrite_csv("history.csv", state["history"])
-        if resuming:
-            log.info(f"resumed from {pre.checkpoint} (epoch {state['epoch']}, step {state['step']})")
+    # ------------------------------------------------------------------ resume
+    def _resume(self, run: RunParts) -> None:
+        """Load the checkpoint preflight chose (and already read) into the model, optimizers, schedule, state.
 
-        selector = ModelSelection(cfg, data.selection, self.out, is_main=env.is_main)
-        # ------------------------------------------------------------------ epochs
-        for epoch in range(state["epoch"], t.epochs):
-            seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
-            loader.set_epoch(epoch)
-            if meta is not None:
-                meta.val_batches = ((env.shard(x), env.shard(y))
-                                    for x, y in meta_val_batches(data, cfg, device, epoch))
-            net.train()
-            stats, good_steps = EpochStats(), scheduler.last_epoch
-            bar = _progress(loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet and env.is_main)
-            for i, (x, y) in enumerate(bar):
-                self._micro_step(i, env.shard(x), env.shard(y), optimizer, scheduler, meta, state, stats, log)
-                if hasattr(bar, "set_postfix") and stats.losses:
-                    bar.set_postfix(loss=f"{stats.loss_sum / stats.losses:.3f}",
-                                    img_s=f"{stats.seen / (time.perf_counter() - stats.started):.1f}")
+        Nothing is written yet: a checkpoint that does not fit this run is refused with the dir untouched.
+        """
+        step = run.step
+        saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta)
+        run.state = step.state = TrainState.from_dict(saved)
+        run.log.info(f"resumed from {run.preflight.checkpoint} (epoch {run.state.epoch}, step {run.state.step})")
 
-            if scheduler.last_epoch == good_steps:  # stop before this epoch's checkpoint replaces the last good one
-                raise TrainingError(rundir.all_skipped_message(epoch, self.out))
-            elapsed = time.perf_counter() - stats.started
-            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": stats.loss_sum / max(stats.losses, 1),
-                   "lr": optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed,
-                   "images_per_s": stats.seen / elapsed}
-            if meta is not None:
-                g = meta.gamma_values()
-                row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
-            scores = selector.epoch_end(epoch, epoch + 1 == t.epochs, model, lambda s: evaluate(
-                net, eval_loader(s, data, cfg, device), data.ds, env).to_dict(), data.test)
-            row.update(scores)
-            log.scalars(state["step"], {k.replace("val_", "val/") if k.startswith("val_") else f"test/{k}": v
-                                        for k, v in scores.items()})
-            state["history"].append(row)
-            state["epoch"] = epoch + 1
-            state["scheduler"] = scheduler.state_dict()
-            if env.is_main:
-                log.append_csv("history.csv", row)
-                ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=model, optimizer=optimizer,
-                                     state=state, meta_optimizer_state=meta.state_dict() if meta else None,
-                                     keep=t.keep_checkpoints)
-            log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            env.barrier()
+    def _begin_writing(self, run: RunParts) -> None:
+        """The first write into the run directory, after every check (clean-up, config.yaml, history)."""
+        if run.env.is_main:
+            rundir.begin_writing(self.out, self.cfg, run.preflight)
+            if run.resuming:
+                run.log.rewrite_csv("history.csv", run.state.history)
+        run.env.barrier()
 
-        # ------------------------------------------------------------------ results
-        chosen = selector.restore(model, t.epochs)  # the best-by-validation epoch, when there is a hold-out
-        report = gamma_report(model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
+    # ------------------------------------------------------------------ epochs
+    def _epoch(self, run: RunParts, epoch: int) -> None:
+        """One pass over the training set in steps of ``grad_accum`` micro-batches, then the epoch's row."""
+        t, env = self.cfg.train, run.env
+        seed_everything(t.seed * 1000 + epoch)  # dropout etc.: a function of (seed, epoch) for exact resume
+        run.loader.set_epoch(epoch)
+        val = self._val_batches(run, epoch)
+        run.net.train()
+        stats, good_steps = EpochStats(), run.step.scheduler.last_epoch
+        bar = _progress(run.loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet and env.is_main)
+        for group in micro_batch_groups(bar, t.grad_accum):
+            run.step.step([(env.shard(x), env.shard(y)) for x, y in group], val, stats)
+            if hasattr(bar, "set_postfix") and stats.losses:
+                bar.set_postfix(loss=f"{stats.mean_loss:.3f}", img_s=f"{stats.images_per_s:.1f}")
+        if run.step.scheduler.last_epoch == good_steps:  # no step taken: stop before the checkpoint replaces the last good one
+            raise TrainingError(rundir.all_skipped_message(epoch, self.out))
+        self._end_epoch(run, epoch, self._epoch_row(run, epoch, stats))
+
+    def _val_batches(self, run: RunParts, epoch: int) -> Iterator[Batch] | None:
+        """This epoch's meta-validation stream (a pure function of seed and epoch), sharded over ranks."""
+        if run.step.meta is None:
+            return None
+        return ((run.env.shard(x), run.env.shard(y)) for x, y in meta_val_batches(run.data, self.cfg, run.device, epoch))
+
+    def _epoch_row(self, run: RunParts, epoch: int, stats: EpochStats) -> dict:
+        """The epoch's history.csv row, with validation (hold-out) and, when asked, test metrics."""
+        t, step = self.cfg.train, run.step
+        elapsed = time.perf_counter() - stats.started
+        row = {"epoch": epoch + 1, "step": run.state.step, "train_loss": stats.mean_loss,
+               "lr": step.optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed, "images_per_s": stats.seen / elapsed}
+        if step.meta is not None:
+            g = step.meta.gamma_values()
+            row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
+        scores = run.selector.epoch_end(epoch, epoch + 1 == t.epochs, run.model, lambda s: evaluate(
+            run.net, eval_loader(s, run.data, self.cfg, run.device), run.data.ds, run.env).to_dict(), run.data.test)
+        row.update(scores)
+        run.log.scalars(run.state.step, {k.replace("val_", "val/") if k.startswith("val_") else f"test/{k}": v
+                                         for k, v in scores.items()})
+        return row
+
+    def _end_epoch(self, run: RunParts, epoch: int, row: dict) -> None:
+        """Record the row in the state and history.csv, then write the epoch's checkpoint."""
+        state, step = run.state, run.step
+        state.history.append(row)
+        state.epoch = epoch + 1
+        state.scheduler = step.scheduler.state_dict()
+        if run.env.is_main:
+            run.log.append_csv("history.csv", row)
+            ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=run.model, optimizer=step.optimizer,
+                                 state=state.to_dict(),
+                                 meta_optimizer_state=step.meta.state_dict() if step.meta else None,
+                                 keep=self.cfg.train.keep_checkpoints)
+        run.log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        run.env.barrier()
+
+    # ------------------------------------------------------------------ results
+    def _finish(self, run: RunParts) -> RunResult:
+        """Best-by-validation model, γ report (and pruning), final evaluation, gamma.json / export / metrics.json."""
+        cfg = self.cfg
+        chosen = run.selector.restore(run.model, cfg.train.epochs)  # the best epoch, when there is a hold-out
+        report = gamma_report(run.model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
-            log.info(f"pruning {prune_sites(model, report.below_threshold)} sites with |γ| < {report.threshold}")
-        metrics = evaluate(net, eval_loader(data.test, data, cfg, device), data.ds, env)
-        result = metrics.to_dict()
-        if data.selection is not None:  # model-selection split: HPO objectives read this, never test
-            val = evaluate(net, eval_loader(data.selection, data, cfg, device), data.ds, env).to_dict()
-            result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
+            run.log.info(f"pruning {prune_sites(run.model, report.below_threshold)} sites with |γ| < "
+                         f"{report.threshold}")
+        metrics, result = self._final_metrics(run)
         result["model_selection"] = chosen
-        wall = time.perf_counter() - started
-        result["run"] = {"wall_time_s": wall, "epochs": t.epochs, "steps": state["step"],
-                         "skipped_steps": state["skipped_steps"], "trainable": summary.to_dict(),
-                         "meta_steps": meta.state.steps if meta else 0,
+        if run.env.is_main:
+            self._write_results(run, result, report)
+            run.log.scalars(run.state.step, {f"test/{k}": result[k] for k in SUMMARY_KEYS})
+        run.log.close()
+        run.env.barrier()
+        return RunResult(self.out, metrics, report.gamma if report is not None else {},
+                         result["run"]["wall_time_s"])
+
+    def _final_metrics(self, run: RunParts) -> tuple[Metrics, dict]:
+        """Test metrics, the model-selection split's (HPO objectives read it, never test), run info."""
+        cfg, t, meta = self.cfg, self.cfg.train, run.step.meta
+        metrics = evaluate(run.net, eval_loader(run.data.test, run.data, cfg, run.device), run.data.ds, run.env)
+        result = metrics.to_dict()
+        if run.data.selection is not None:
+            val = evaluate(run.net, eval_loader(run.data.selection, run.data, cfg, run.device), run.data.ds,
+                           run.env).to_dict()
+            result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
+        result["run"] = {"wall_time_s": time.perf_counter() - run.started, "epochs": t.epochs,
+                         "steps": run.state.step, "skipped_steps": run.state.skipped_steps,
+                         "trainable": run.summary.to_dict(), "meta_steps": meta.state.steps if meta else 0,
                          "meta_interval": meta.interval if meta else None,
-                         "meta_skipped": meta.state.skipped if meta else 0,
-                         "world_size": env.world, "prefix_cached_blocks": start}
-        gamma = report.gamma if report is not None else {}
-        if env.is_main:  # metrics.json last: its presence means the run is complete
-            if report is not None:
-                payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
-                ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
-            from ..export import export_run  # lazy: export imports train modules
+                         "meta_skipped": meta.state.skipped if meta else 0, "world_size": run.env.world,
+                         "prefix_cached_blocks": run.prefix_blocks}
+        return metrics, result
 
-            export_run(model, cfg, self.out, data.ds, pcfg.get("mean"), pcfg.get("std"), log=log.info)
-            # Last: its presence means "complete" (gamma.json and the exports are already there).
-            ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
-            log.scalars(state["step"], {f"test/{k}": result[k] for k in SUMMARY_KEYS})
-        log.close()
-        env.barrier()
-        return RunResult(self.out, metrics, gamma, wall)
+    def _write_results(self, run: RunParts, result: dict, report: GammaReport | None) -> None:
+        """gamma.json, the exports, then metrics.json last: its presence means the run is complete."""
+        if report is not None:
+            meta = run.step.meta
+            payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
+            ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
+        self._export(run)
+        ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
 
-    # ------------------------------------------------------------------ one micro-batch
-    def _micro_step(self, i: int, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler, meta, state, stats,
-                    log: RunLog) -> None:
-        """Forward/backward one micro-batch; on the last of a step, (meta step and) optimizer step."""
-        last_micro = (i + 1) % self.cfg.train.grad_accum == 0
-        meta_now = meta is not None and last_micro and meta.is_due(state["step"] + 1)
-        second_order = meta_now and meta.needs_graph
-        # This step's graph is differentiated twice: plain attention for it, fused SDPA on all others.
-        with unfused_attention(self.net) if second_order else contextlib.nullcontext():
-            self._train_step(x, y, optimizer, scheduler, meta, state, stats, log, meta_now=meta_now,
-                             second_order=second_order, last_micro=last_micro)
+    def _export(self, run: RunParts) -> None:
+        """Adapter + γ + head, and the formats other tools load (metapeft.export)."""
+        from ..export import export_run  # lazy: export imports train modules
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler, meta, state, stats, log: RunLog,
-                    *, meta_now: bool, second_order: bool, last_micro: bool) -> None:
-        """The body of :meth:`_micro_step` (a step skipped for non-finite values returns early)."""
-        t, env, phi = self.cfg.train, self.env, self.phi
-        lr = optimizer.param_groups[0]["lr"]
-        self._gammas_trainable(second_order)  # the lookahead's graph must reach γ
-        with _autocast(t.bf16, x.device):
-            loss = self.criterion(self.net(x), y)
-        loss_value = env.mean_scalar(loss.item())  # every rank takes the same skip decision
-        if not math.isfinite(loss_value):
-            state["skipped_steps"] += 1
-            log.info(f"step {state['step']}: non-finite loss, step skipped")
-            optimizer.zero_grad(set_to_none=True)
-            self._gammas_trainable(False)
-            return
-        res = None
-        if second_order:
-            grads = torch.autograd.grad(loss, phi, create_graph=True, allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, grads)]
-            res = meta.step(self.phi_named, grads, lr)
-            _accumulate(phi, [g.detach() / t.grad_accum for g in grads])
-            del grads
-        else:
-            (loss / t.grad_accum).backward()
-            if meta_now:
-                self._gammas_trainable(True)
-                res = meta.step(self.phi_named, None, lr)
-        self._gammas_trainable(False)
-        stats.loss_sum, stats.losses, stats.seen = stats.loss_sum + loss_value, stats.losses + 1, \
-            stats.seen + len(y) * env.world
-        if res is not None:
-            self._log_meta(log, meta, res, state["step"])
-        if not last_micro:
-            return
-        env.mean_([p.grad for p in phi if p.grad is not None])
-        norm = torch.nn.utils.clip_grad_norm_(phi, t.clip_grad or float("inf"))
-        if not torch.isfinite(norm):
-            state["skipped_steps"] += 1
-            log.info(f"step {state['step']}: non-finite gradient, step skipped")
-        elif not _guarded_step(optimizer, phi):
-            state["skipped_steps"] += 1
-            log.info(f"step {state['step']}: update made weights non-finite, rolled back (optimizer state reset)")
-        else:
-            scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
-        log.scalars(state["step"], {"train/loss": loss_value, "train/lr": lr})
-
-    # ------------------------------------------------------------------ helpers
-    def _gammas_trainable(self, flag: bool) -> None:
-        for p in self.gammas:
-            p.requires_grad_(flag)
-
-    def _log_meta(self, log: RunLog, meta: MetaLearner, res, step: int) -> None:
-        if res.skipped:
-            log.info(f"meta step {res.step}: skipped ({res.reason})")
-            return
-        values = {"meta/val_loss": res.val_loss, "meta/hypergrad_norm": res.grad_norm}
-        values.update({f"gamma/{s}": g for s, g in zip(meta.sites, meta.gamma_values())})
-        log.scalars(step, values)
-
-
-def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
-    """Step, and undo it if any weight became non-finite (the divergence of Fig. 1(d))."""
-    backup = [p.detach().clone() for p in params]
-    optimizer.step()
-    if all(torch.isfinite(p).all() for p in params):
-        return True
-    with torch.no_grad():
-        for p, b in zip(params, backup):
-            p.copy_(b)
-    optimizer.state.clear()
-    return False
-
-
-def _accumulate(params: list[nn.Parameter], grads: list[torch.Tensor]) -> None:
-    for p, g in zip(params, grads):
-        p.grad = g.clone() if p.grad is None else p.grad + g
-
-
-def _autocast(enabled: bool, device: torch.device):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        pcfg = run.model.pretrained_cfg
+        export_run(run.model, self.cfg, self.out, run.data.ds, pcfg.get("mean"), pcfg.get("std"), log=run.log.info)
 
 
 def _progress(loader, desc: str, enabled: bool):

@@ -1,7 +1,7 @@
-"""Sweep cells as Ray Tune trials: ``metapeft sweep --backend ray``.
+"""A scheduler for sweep cells on Ray Tune: ``metapeft sweep --backend ray``.
 
 Every pending cell becomes one trial of a Tune grid over cell slugs. A trial trains with the same
-:func:`~metapeft.experiments.sweep.run_cell` as the local backend, into the same ``DIR/cells/<slug>``,
+:func:`~metapeft.experiments.cells.run_cell` as the local scheduler, into the same ``DIR/cells/<slug>``,
 so results, resume, failure records and reports do not depend on the backend. Ray only decides
 where and how many cells run at once.
 
@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import ConfigError, RunConfig
-from .sweep import CellOutcome, run_cell
+from .cells import CellOutcome, run_cell
 
 
 def _import_ray():

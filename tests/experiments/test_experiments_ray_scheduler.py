@@ -18,7 +18,8 @@ def _metrics(out):
             for p in sorted(out.glob("cells/*/metrics.json"))}
 
 
-def test_ray_backend_matches_local_and_records_failures(tmp_path, tiny_cell, capsys):
+@pytest.mark.slow
+def test_ray_scheduler_matches_local_and_records_failures(tmp_path, tiny_cell, capsys):
     grid = ["--grid", "peft.blocks=[0],[7]", "peft.positions=q,mlp1"]
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert main(["sweep", "--set", *tiny_cell, *grid, "--out", str(local), "-q"]) == 1  # block 7: no such block
@@ -45,12 +46,12 @@ def test_ray_backend_matches_local_and_records_failures(tmp_path, tiny_cell, cap
     ("--ray-cpus-per-trial", "0", "--ray-cpus-per-trial must be >= 1"),
     ("--ray-max-concurrent", "0", "--ray-max-concurrent must be >= 1"),
 ])
-def test_ray_backend_rejects_bad_options(tmp_path, tiny_cell, capsys, flag, value, message):
+def test_ray_scheduler_rejects_bad_options(tmp_path, tiny_cell, capsys, flag, value, message):
     code = main(["sweep", "--set", *tiny_cell, "--grid", "peft.blocks=[0]", "--out", str(tmp_path / "s"), "-q",
                  "--backend", "ray", flag, value])
     assert code == 2 and message in capsys.readouterr().err
 
 
-def test_optuna_refuses_ray_backend(tmp_path, tiny_cell, capsys):
+def test_optuna_refuses_the_ray_scheduler(tmp_path, tiny_cell, capsys):
     code = main(["sweep", "--set", *tiny_cell, "--optuna", "2", "--out", str(tmp_path / "h"), "--backend", "ray"])
     assert code == 2 and "use --backend local" in capsys.readouterr().err
