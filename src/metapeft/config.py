@@ -104,9 +104,37 @@ class MetaConfig:
     neumann_terms: int = field(default=3, metadata=spec("Neumann series length (hypergrad=neumann)", ge=0))
     prune_threshold: float = field(default=0.1, metadata=spec("|γ| below this = site 'not inserted'", ge=0))
     prune: bool = field(default=False, metadata=spec("remove pruned sites before the final evaluation"))
+    # The stepsize mode (issue 17, meta/stepsize.py). New fields default to None (= the documented default),
+    # so a sweep started before they existed still resumes.
+    mode: Literal["gamma", "stepsize"] | None = field(default=None, metadata=spec(
+        "gamma (the paper: one learned output scale γ per site) | stepsize (LR range-test warm-up, then learned "
+        "split of the step size between head, input and output matrices); null = gamma"))
+    step_groups: Literal["kind", "block"] | None = field(default=None, metadata=spec(
+        "stepsize: kind (head, input, output matrices) | block (block × kind); null = kind"))
+    scale_invariant: bool | None = field(default=None, metadata=spec(
+        "stepsize: divide a zero-initialised output matrix's lr by (α·γ₀)², so α/r stops mattering; null = true"))
+    calibrate: bool | None = field(default=None, metadata=spec(
+        "stepsize: the first calib_steps steps are an LR range test (train.lr is then unused); null = true"))
+    calib_steps: int | None = field(default=None, metadata=spec(
+        "stepsize: length of the LR range test; null = 20 (10 collapsed a run, results.md)", ge=3))
+    calib_range: list[float] | None = field(default=None, metadata=spec(
+        "stepsize: [lo, hi] lr of the range test; null = sgd [1e-3, 1], adamw [1e-5, 0.1]", gt=0, length=2))
+    calib_safety: float | None = field(default=None, metadata=spec(
+        "stepsize: the run's lr = the lr where the loss rose ÷ this; null = 4", ge=1))
+    max_mult: float | None = field(default=None, metadata=spec(
+        "stepsize: highest learned multiplier of a group's lr; null = 2 (with calib_safety 4: half the cliff)", ge=1))
+    step_relative: bool | None = field(default=None, metadata=spec(
+        "stepsize: learn only the split of the lr between groups (the range test sets its level); null = true"))
+    guard_spike: float | None = field(default=None, metadata=spec(
+        "stepsize: smoothed train loss above this × its minimum restores the last snapshot and halves the step "
+        "sizes (0: off); null = 2", ge=0))
 
     def __post_init__(self) -> None:
         validate_fields(self, "meta")
+        if self.calib_range is not None and not self.calib_range[0] < self.calib_range[1]:
+            raise ConfigError(f"meta.calib_range = {self.calib_range}: must be [lo, hi] with lo < hi")
+        if self.guard_spike is not None and 0 < self.guard_spike <= 1:
+            raise ConfigError(f"meta.guard_spike = {self.guard_spike}: must be 0 (off) or > 1")
 
 
 @dataclass
@@ -116,6 +144,8 @@ class TrainConfig:
     grad_accum: int = field(default=1, metadata=spec("micro-batches per optimizer step", ge=1))
     optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata=spec("sgd | adamw"))
     lr: float = field(default=0.01, metadata=spec("learning rate of φ", gt=0))
+    head_lr_mult: float | None = field(default=None, metadata=spec(
+        "the classifier head's lr = train.lr × this (a tuned LR's gain is largely the head's); null = 1", gt=0))
     momentum: float = field(default=0.9, metadata=spec("SGD momentum", ge=0, lt=1))
     weight_decay: float = field(default=5e-4, metadata=spec("weight decay of φ", ge=0))
     warmup_steps: int = field(default=0, metadata=spec("linear warm-up steps before the cosine schedule", ge=0))
@@ -173,8 +203,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.meta.enabled is None:  # the product's method is the default wherever it applies
-            self.meta.enabled = self.peft.has_gamma
-        if self.meta.enabled and not self.peft.has_gamma:
+            self.meta.enabled = self.peft.has_gamma or self.meta.mode == "stepsize"  # stepsize needs no γ
+        if self.meta.enabled and (self.meta.mode or "gamma") == "gamma" and not self.peft.has_gamma:
             raise ConfigError(f"meta.enabled needs a method with γ modulators (lora, adaptformer, adapter) "
                               f"and peft.gamma=true; got peft.method={self.peft.method!r}")
 

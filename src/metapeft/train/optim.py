@@ -11,8 +11,9 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 
 
-def build_optimizer(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if not params:
+def build_optimizer(params: list[nn.Parameter] | list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD/AdamW over a parameter list or a list of param groups (each with its own ``lr``)."""
+    if not params or all(isinstance(g, dict) and not g["params"] for g in params):
         raise ConfigError("nothing to train: the PEFT configuration left no trainable parameter")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -32,3 +33,17 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def head_param_groups(params: list[nn.Parameter], head: nn.Module, cfg: TrainConfig) -> list[nn.Parameter] | list[dict]:
+    """``params`` as one group, or two when the head has its own lr (``train.head_lr_mult``).
+
+    One group when the multiplier is 1 keeps the optimizer exactly as before the option existed.
+    """
+    mult = 1.0 if cfg.head_lr_mult is None else cfg.head_lr_mult
+    if mult == 1.0:
+        return params
+    head_ids = {id(p) for p in head.parameters()}
+    body = [p for p in params if id(p) not in head_ids]
+    heads = [p for p in params if id(p) in head_ids]
+    return [{"params": body, "lr": cfg.lr}, {"params": heads, "lr": cfg.lr * mult}]

@@ -18,6 +18,7 @@ from torch import nn
 from ..backbones import unfused_attention
 from ..config import TrainConfig
 from ..meta import MetaLearner, MetaStepResult
+from ..meta.stepsize import StepSizeLearner
 from .distributed import DistEnv
 from .runlog import RunLog
 from .state import EpochStats, TrainState
@@ -30,16 +31,17 @@ class TrainStep:
 
     ``net`` is what the step calls (the model, or its trainable suffix on cached prefix tokens);
     ``phi`` are the inner parameters by name (trainable, γ excluded); ``meta`` is ``None`` without
-    meta-learning. ``state`` is updated in place (step and skip counters).
+    meta-learning; ``sizer`` the step-size learner of ``meta.mode=stepsize`` (sets each param group's lr
+    before every update). ``state`` is updated in place (step and skip counters).
     """
 
     def __init__(self, net: nn.Module, phi: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, cfg: TrainConfig,
-                 state: TrainState, *, meta: MetaLearner | None = None, env: DistEnv | None = None,
-                 log: RunLog | None = None) -> None:
+                 state: TrainState, *, meta: MetaLearner | None = None, sizer: StepSizeLearner | None = None,
+                 env: DistEnv | None = None, log: RunLog | None = None) -> None:
         self.net, self.phi_named, self.phi = net, phi, list(phi.values())
         self.optimizer, self.scheduler, self.criterion = optimizer, scheduler, criterion
-        self.cfg, self.state, self.meta = cfg, state, meta
+        self.cfg, self.state, self.meta, self.sizer = cfg, state, meta, sizer
         self.env = env or DistEnv()
         self.log = log or RunLog(Path("."), tensorboard=False, quiet=True)  # writes no file
 
@@ -67,6 +69,8 @@ class TrainStep:
                 if not math.isfinite(loss_value):
                     self._skip("non-finite loss, step skipped")
                     self.optimizer.zero_grad(set_to_none=True)  # drop what earlier micro-batches added
+                    if self.sizer is not None:  # ends a range test / trips the guard (restores a snapshot)
+                        self._sizer_update(loss_value)
                     return  # no optimizer step, no step count: the schedule does not advance
                 if lookahead:
                     # ∇φ L_train with its graph kept: the hypergradient differentiates through it (φ' = φ − η∇φ).
@@ -87,6 +91,13 @@ class TrainStep:
         env.mean_([p.grad for p in phi if p.grad is not None])  # data-parallel: average φ's gradient
         # clip_grad None → an infinite bound: the norm is still computed, for the finiteness check.
         norm = torch.nn.utils.clip_grad_norm_(phi, self.cfg.clip_grad or float("inf"))
+        if self.sizer is not None and torch.isfinite(norm) and self._sizer_update(loss_value):
+            # The learner restored a snapshot (range test over, or a loss spike): this gradient belongs to
+            # weights that are gone, so it is dropped; the step still counts and the schedule advances.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+            state.step += 1
+            return
         if not torch.isfinite(norm):
             self._skip("non-finite gradient, step skipped")
         elif not _guarded_step(self.optimizer, phi):
@@ -96,6 +107,18 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         self.log.scalars(state.step, {"train/loss": loss_value, "train/lr": lr})
+        if self.sizer is not None and self.sizer.is_due(state.step):  # after φ moved: Δφ includes this step
+            res = self.sizer.step(*next(val_batches), self.optimizer)
+            if not res.skipped:
+                lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
+                self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
+
+    def _sizer_update(self, loss_value: float) -> bool:
+        """Let the step-size learner set this update's lrs; True when it restored a snapshot instead."""
+        msg = self.sizer.before_update(loss_value, self.optimizer, _schedule_factor(self.scheduler), self.state.step)
+        if msg is not None:
+            self.log.info(msg)
+        return msg is not None
 
     def _skip(self, why: str) -> None:
         self.state.skipped_steps += 1
@@ -129,6 +152,11 @@ def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) 
             p.copy_(b)
     optimizer.state.clear()
     return False
+
+
+def _schedule_factor(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
+    """The cosine/warm-up factor the scheduler applies at its current step."""
+    return scheduler.lr_lambdas[0](scheduler.last_epoch)
 
 
 def _accumulate(params: list[nn.Parameter], grads: list[torch.Tensor]) -> None:

@@ -26,6 +26,9 @@ from ..data import BatchLoader, DataError
 from ..errors import ConfigError, TrainingError
 from ..eval import Metrics
 from ..meta import GammaReport, MetaLearner, gamma_report, prune_sites
+from ..meta.learner import resolve_interval
+from ..meta.step_groups import build_step_groups
+from ..meta.stepsize import StepSizeLearner, StepSizeSettings
 from ..peft import TrainableSummary, gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
 from . import rundir
@@ -34,7 +37,7 @@ from .evaluate import evaluate
 from .heads import init_head_from_class_means
 from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
-from .optim import build_optimizer, cosine_schedule
+from .optim import build_optimizer, cosine_schedule, head_param_groups
 from .pipeline import RunData, eval_loader, meta_val_batches, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
@@ -146,18 +149,26 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         gamma_ids = {id(g) for g in gamma_parameters(model)}
         phi = {n: p for n, p in net.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
-        optimizer = build_optimizer(list(phi.values()), t)
-        scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
         counts = data.ds.train_class_counts
         criterion = build_loss(t.loss, counts, tau=t.la_tau, focal_gamma=t.focal_gamma).to(device)
-        meta = None
-        if cfg.meta.enabled:  # the learner freezes γ itself; it gets gradients only in meta steps
-            outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device)
+        meta, sizer, stepsize = None, None, cfg.meta.enabled and cfg.meta.mode == "stepsize"
+        outer = build_loss(cfg.meta.outer_loss, counts, tau=t.la_tau).to(device) if cfg.meta.enabled else None
+        if cfg.meta.enabled and not stepsize:  # the learner freezes γ itself; it gets gradients only in meta steps
             meta = MetaLearner(net, cfg.meta, outer, reduce=env.mean_, steps_per_epoch=steps_per_epoch)
-        else:  # without meta-learning γ is a constant (its init)
+        else:  # without γ learning γ is a constant (its init)
             for g in gamma_parameters(model):
                 g.requires_grad_(False)
-        return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, env=env, log=log)
+        if stepsize:  # learned step sizes: φ's optimizer gets one param group per step group
+            settings = StepSizeSettings.from_config(cfg.meta, resolve_interval(cfg.meta.interval, steps_per_epoch))
+            groups = build_step_groups(model, phi, by=settings.groups, scale_invariant=settings.scale_invariant,
+                                       head_lr_mult=t.head_lr_mult)
+            sizer = StepSizeLearner(net, groups, settings, base_lr=t.lr, optimizer_name=t.optimizer,
+                                    outer_loss=outer, reduce=env.mean_)
+        optimizer = build_optimizer(sizer.optimizer_groups() if sizer else
+                                    head_param_groups(list(phi.values()), model.get_classifier(), t), t)
+        scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
+        return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
+                         env=env, log=log)
 
     # ------------------------------------------------------------------ resume
     def _resume(self, run: RunParts) -> None:
@@ -166,7 +177,7 @@ class Trainer:
         Nothing is written yet: a checkpoint that does not fit this run is refused with the dir untouched.
         """
         step = run.step
-        saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta)
+        saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta or step.sizer)
         run.state = step.state = TrainState.from_dict(saved)
         run.log.info(f"resumed from {run.preflight.checkpoint} (epoch {run.state.epoch}, step {run.state.step})")
 
@@ -198,7 +209,7 @@ class Trainer:
 
     def _val_batches(self, run: RunParts, epoch: int) -> Iterator[Batch] | None:
         """This epoch's meta-validation stream (a pure function of seed and epoch), sharded over ranks."""
-        if run.step.meta is None:
+        if run.step.meta is None and run.step.sizer is None:
             return None
         return ((run.env.shard(x), run.env.shard(y)) for x, y in meta_val_batches(run.data, self.cfg, run.device, epoch))
 
@@ -228,7 +239,8 @@ class Trainer:
             run.log.append_csv("history.csv", row)
             ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=run.model, optimizer=step.optimizer,
                                  state=state.to_dict(),
-                                 meta_optimizer_state=step.meta.state_dict() if step.meta else None,
+                                 meta_optimizer_state=(step.meta or step.sizer).state_dict()
+                                 if (step.meta or step.sizer) else None,
                                  keep=self.cfg.train.keep_checkpoints)
         run.log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         run.env.barrier()
@@ -267,6 +279,10 @@ class Trainer:
                          "meta_interval": meta.interval if meta else None,
                          "meta_skipped": meta.state.skipped if meta else 0, "world_size": run.env.world,
                          "prefix_cached_blocks": run.prefix_blocks}
+        if run.step.sizer is not None:
+            rep = run.step.sizer.report()
+            result["run"]["stepsize"] = {k: rep[k] for k in ("reference_lr", "lr_cliff", "multipliers", "effective_lr",
+                                                              "guard_restores", "meta_steps")}
         return metrics, result
 
     def _write_results(self, run: RunParts, result: dict, report: GammaReport | None) -> None:
@@ -275,6 +291,8 @@ class Trainer:
             meta = run.step.meta
             payload = {**report.to_dict(), "trace": meta.state.trace if meta else []}
             ckpt.atomic_write_text(self.out / "gamma.json", json.dumps(payload, indent=1))
+        if run.step.sizer is not None:  # the range test, the learned multipliers and their trace
+            ckpt.atomic_write_text(self.out / "stepsize.json", json.dumps(run.step.sizer.report(), indent=1))
         self._export(run)
         ckpt.atomic_write_text(self.out / "metrics.json", json.dumps(result, indent=1))
 

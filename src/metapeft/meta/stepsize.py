@@ -1,0 +1,304 @@
+"""The ``stepsize`` meta mode: learned step sizes for head, input and output matrices.
+
+The paper's γ (``meta.mode=gamma``) scales a site's output, which for SGD is a step size of that
+site's zero-initialised matrix only, and never reaches the classifier head (DESIGN.md §6). This mode
+makes "module-wise learning rate" literal, in three parts:
+
+1. **Calibration** (``meta.calibrate``): the first ``calib_steps`` steps are an exponential LR range
+   test used as warm-up: the reference LR ρ climbs from ``calib_range[0]`` to ``calib_range[1]``
+   while the smoothed train loss is watched. Where it rises past ``1 + CALIB_TOLERANCE`` times its
+   minimum (or turns non-finite) the cliff is found: ρ becomes ``ρ_cliff / calib_safety`` and the
+   parameters are restored to the last snapshot trained only below that LR. The run therefore does
+   not depend on the starting ``train.lr`` at all.
+2. **Hypergradient refinement**: every ``meta.interval`` steps one backward of the outer loss on a
+   class-balanced validation batch gives, per group g, ``dL_val/d log s_g = ⟨∇_g L_val, Δφ_g⟩``
+   (Δφ_g: g's update since the last meta step; it is linear in s_g). Its normalised form, the cosine
+   between −∇_g L_val and Δφ_g, is bounded and scale-free, so ``log s_g += meta.lr · tanh(cos/τ)``
+   is a clipped, sign-aware step on the log step size (not Adam's ±lr whatever the signal), bounded
+   to ``[min_mult, max_mult]`` × ρ so no group is ever pushed past the measured cliff.
+3. **Guard**: a train-loss spike (smoothed loss > ``guard_spike`` × its minimum, or non-finite)
+   restores the snapshot of the last meta step and halves every multiplier.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import MetaConfig
+from .learner import MetaStepResult
+from .step_groups import StepGroup, learned_name
+
+LOSS_SMOOTHING = 0.7   # EMA weight of the past in the smoothed train loss (a few steps of memory)
+DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
+CALIB_TOLERANCE = 0.3  # the range test ends when the smoothed loss exceeds (1 + this) × its minimum
+STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
+MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
+
+
+@dataclass(frozen=True)
+class StepSizeSettings:
+    """The stepsize mode's settings with their defaults (``MetaConfig`` keeps None for "default")."""
+
+    groups: str = "kind"
+    scale_invariant: bool = True
+    calibrate: bool = True
+    calib_steps: int = 20
+    calib_range: tuple[float, float] | None = None   # None: DEFAULT_RANGES[optimizer]
+    calib_safety: float = 4.0
+    max_mult: float = 2.0
+    step_relative: bool = True
+    guard_spike: float = 2.0
+    lr: float = 0.25          # meta.lr: the largest move of a log step size per meta step
+    interval: int = 10        # one meta step every this many inner steps
+
+    @classmethod
+    def from_config(cls, meta: MetaConfig, interval: int) -> "StepSizeSettings":
+        given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": meta.calibrate,
+                 "calib_steps": meta.calib_steps, "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
+                 "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
+                 "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
+        return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
+
+
+@dataclass
+class _Snapshot:
+    rho: float
+    params: list[torch.Tensor]
+    opt_state: list[dict]
+
+
+@dataclass
+class _LossWatch:
+    """Bias-corrected EMA of the train loss and its running minimum."""
+
+    ema: float = 0.0
+    n: int = 0
+    best: float = math.inf
+
+    def update(self, loss: float) -> float:
+        self.ema = LOSS_SMOOTHING * self.ema + (1 - LOSS_SMOOTHING) * loss
+        self.n += 1
+        smooth = self.ema / (1 - LOSS_SMOOTHING ** self.n)
+        self.best = min(self.best, smooth)
+        return smooth
+
+
+@dataclass
+class StepSizeState:
+    rho: float                       # reference LR (calibrated, or train.lr)
+    calibrating: bool
+    calib_index: int = 0
+    lr_cliff: float | None = None
+    meta_steps: int = 0
+    guard_restores: int = 0
+    watch: _LossWatch = field(default_factory=_LossWatch)
+    calib_trace: list[dict] = field(default_factory=list)
+    trace: list[dict] = field(default_factory=list)
+
+
+class StepSizeLearner:
+    """Owns the step-size multipliers of ``groups``; the trainer calls it around each update."""
+
+    def __init__(self, model: nn.Module, groups: list[StepGroup], cfg: StepSizeSettings, *, base_lr: float,
+                 optimizer_name: str, outer_loss: Callable,
+                 reduce: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> None:
+        self.model, self.groups, self.cfg, self.outer_loss = model, groups, cfg, outer_loss
+        self.reduce = reduce or (lambda grads: grads)
+        self.names: list[str] = list(dict.fromkeys(learned_name(g) for g in groups))
+        self.index = [self.names.index(learned_name(g)) for g in groups]
+        self.log_mult = [0.0] * len(self.names)
+        self.params = [p for g in groups for p in g.params]
+        lo, hi = cfg.calib_range or DEFAULT_RANGES[optimizer_name]
+        self.range = (float(lo), float(hi))
+        self.state = StepSizeState(rho=self.range[0] if cfg.calibrate else base_lr, calibrating=cfg.calibrate)
+        self.base_lr = base_lr
+        self._ring: list[_Snapshot] = []
+        self._anchor: _Snapshot | None = None
+
+    # ------------------------------------------------------------------ optimizer wiring
+    def optimizer_groups(self) -> list[dict]:
+        """Param groups for the main optimizer (their lr is rewritten before every update)."""
+        return [{"params": g.params, "lr": self.base_lr * g.base_factor} for g in self.groups]
+
+    def multipliers(self) -> dict[str, float]:
+        return {n: math.exp(v) for n, v in zip(self.names, self.log_mult)}
+
+    def effective_lrs(self, schedule_factor: float = 1.0) -> dict[str, float]:
+        """The LR each group's parameters get now (max over the base factors of a name)."""
+        out: dict[str, float] = {}
+        for g, i in zip(self.groups, self.index):
+            lr = self.state.rho * schedule_factor * g.base_factor * math.exp(self.log_mult[i])
+            out[self.names[i]] = max(out.get(self.names[i], 0.0), lr)
+        return out
+
+    def _set_lrs(self, optimizer: torch.optim.Optimizer, schedule_factor: float) -> None:
+        for pg, g, i in zip(optimizer.param_groups, self.groups, self.index):
+            pg["lr"] = self.state.rho * schedule_factor * g.base_factor * math.exp(self.log_mult[i])
+
+    # ------------------------------------------------------------------ the per-step hook
+    def before_update(self, loss: float, optimizer: torch.optim.Optimizer, schedule_factor: float,
+                      step: int) -> str | None:
+        """Called after the backward of step ``step`` (loss = its train loss), before the update.
+
+        Sets every group's LR for this update. Returns ``None`` to go on with the update, or a
+        message when it restored a snapshot instead (the caller then drops this step's gradient).
+        """
+        s = self.state
+        smooth = s.watch.update(loss) if math.isfinite(loss) else math.inf
+        if s.calibrating:
+            return self._calibration_step(loss, smooth, optimizer, schedule_factor, step)
+        if self.cfg.guard_spike and not smooth <= self.cfg.guard_spike * s.watch.best:
+            return self._guard(optimizer, step, loss)
+        self._set_lrs(optimizer, schedule_factor)
+        return None
+
+    def _calibration_step(self, loss: float, smooth: float, optimizer, schedule_factor: float,
+                          step: int) -> str | None:
+        s, (lo, hi), steps = self.state, self.range, self.cfg.calib_steps
+        diverged = s.calib_index >= 2 and not smooth <= (1 + CALIB_TOLERANCE) * s.watch.best
+        # `loss` was measured after the updates so far; the newest of them used ρ = last_lr.
+        last_lr = self._ring[-1].rho if self._ring else None
+        s.calib_trace.append({"step": step, "last_lr": last_lr, "loss": loss, "smooth": smooth})
+        if diverged or not math.isfinite(loss):
+            # The loss reflects every update so far; the last one used the previous ρ.
+            cliff = self._ring[-1].rho if self._ring else lo
+            return self._end_calibration(optimizer, schedule_factor, cliff, restore=True)
+        if s.calib_index >= steps:
+            return self._end_calibration(optimizer, schedule_factor, hi, restore=False)
+        s.rho = lo * (hi / lo) ** (s.calib_index / max(steps - 1, 1))
+        self._ring.append(self._snapshot(optimizer, s.rho))
+        ratio = (hi / lo) ** (1 / max(steps - 1, 1))
+        keep = int(math.ceil(math.log(self.cfg.calib_safety) / math.log(ratio))) + 2 if ratio > 1 else 2
+        del self._ring[:-keep]
+        s.calib_index += 1
+        self._set_lrs(optimizer, schedule_factor)
+        return None
+
+    def _end_calibration(self, optimizer, schedule_factor: float, cliff: float, *, restore: bool) -> str | None:
+        s = self.state
+        s.calibrating, s.lr_cliff = False, cliff
+        s.rho = cliff / self.cfg.calib_safety
+        msg = None
+        if restore:
+            # Newest snapshot whose parameters saw only updates at LRs <= the new ρ (the ring holds
+            # θ_j with ρ_j = the LR θ_j is about to be updated with, so θ_j saw LRs < ρ_j).
+            good = [snap for snap in self._ring if snap.rho <= s.rho * (1 + 1e-9)]
+            snap = good[-1] if good else self._ring[0]
+            self._restore(optimizer, snap)
+            msg = (f"LR range test: loss rose at lr {cliff:.3g}; lr set to {s.rho:.3g} "
+                   f"(÷{self.cfg.calib_safety:g}), weights restored to the lr {snap.rho:.3g} snapshot")
+        self._ring = []
+        s.watch = _LossWatch()
+        self._anchor = self._snapshot(optimizer, s.rho)
+        if not restore:
+            self._set_lrs(optimizer, schedule_factor)
+            return None
+        return msg
+
+    def _guard(self, optimizer, step: int, loss: float) -> str:
+        s = self.state
+        s.guard_restores += 1
+        self.log_mult = [v - math.log(2.0) for v in self.log_mult]
+        if self._anchor is not None:
+            self._restore(optimizer, self._anchor)
+        s.watch = _LossWatch()
+        return f"step {step}: train loss spiked ({loss:.3g}); restored the last meta-step snapshot, step sizes halved"
+
+    # ------------------------------------------------------------------ the meta step
+    def is_due(self, inner_step: int) -> bool:
+        return not self.state.calibrating and inner_step % self.cfg.interval == 0
+
+    def step(self, x_val: torch.Tensor, y_val: torch.Tensor, optimizer: torch.optim.Optimizer) -> MetaStepResult:
+        """One outer-loss backward; moves each log multiplier along its normalised hypergradient."""
+        s = self.state
+        loss = self.outer_loss(self.model(x_val), y_val)
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        grads = self.reduce([torch.zeros_like(p) if g is None else g.detach() for p, g in zip(self.params, grads)])
+        val_loss = float(loss.detach())
+        s.meta_steps += 1
+        anchor = self._anchor
+        if anchor is None or not math.isfinite(val_loss):
+            self._anchor = self._snapshot(optimizer, s.rho)
+            return MetaStepResult(s.meta_steps, val_loss, 0.0, skipped=True, reason="no update to measure yet")
+        dot = [0.0] * len(self.names)
+        g2 = [0.0] * len(self.names)
+        d2 = [0.0] * len(self.names)
+        k = 0
+        # One transfer: per parameter (⟨g, Δ⟩, |g|², |Δ|²) stacked, then summed per learned name.
+        stats = torch.stack([torch.stack([(g * (p.detach() - a)).sum(), g.pow(2).sum(), (p.detach() - a).pow(2).sum()])
+                             for g, p, a in zip(grads, self.params, anchor.params)]).double().cpu().tolist()
+        for group, i in zip(self.groups, self.index):
+            for _ in group.params:
+                dot[i] += stats[k][0]
+                g2[i] += stats[k][1]
+                d2[i] += stats[k][2]
+                k += 1
+        lo, hi = math.log(MIN_MULT), math.log(self.cfg.max_mult)
+        cosines = [-dot[i] / (math.sqrt(g2[i] * d2[i]) + 1e-30) for i in range(len(self.names))]
+        moves = [self.cfg.lr * math.tanh(c / STEP_TAU) for c in cosines]
+        if self.cfg.step_relative and len(moves) > 1:
+            # Greedy step-size signals are biased towards shrinking (short-horizon bias); the level is the
+            # range test's job, so only the allocation between groups is learned: the mean move is removed.
+            mean = sum(moves) / len(moves)
+            moves = [m - mean for m in moves]
+        for i, move in enumerate(moves):
+            self.log_mult[i] = min(hi, max(lo, self.log_mult[i] + move))
+        self._anchor = self._snapshot(optimizer, s.rho)
+        norm = math.sqrt(sum(c * c for c in cosines))
+        s.trace.append({"step": s.meta_steps, "val_loss": val_loss, "cos": cosines,
+                        "mult": [math.exp(v) for v in self.log_mult]})
+        return MetaStepResult(s.meta_steps, val_loss, norm)
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot(self, optimizer: torch.optim.Optimizer, rho: float) -> _Snapshot:
+        params = [p.detach().clone() for p in self.params]
+        opt = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state.get(p, {}).items()}
+               for p in self.params]
+        return _Snapshot(rho, params, opt)
+
+    def _restore(self, optimizer: torch.optim.Optimizer, snap: _Snapshot) -> None:
+        with torch.no_grad():
+            for p, v, st in zip(self.params, snap.params, snap.opt_state):
+                p.copy_(v)
+                if st:
+                    optimizer.state[p] = {k: (t.clone() if torch.is_tensor(t) else t) for k, t in st.items()}
+                else:
+                    optimizer.state.pop(p, None)
+
+    # ------------------------------------------------------------------ checkpoints and reports
+    def report(self) -> dict:
+        s = self.state
+        return {"mode": "stepsize", "groups": self.names, "multipliers": self.multipliers(),
+                "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calibrating": s.calibrating,
+                "effective_lr": self.effective_lrs(), "guard_restores": s.guard_restores,
+                "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace}
+
+    def state_dict(self) -> dict:
+        s = self.state
+
+        def snap(x: _Snapshot | None):
+            return None if x is None else {"rho": x.rho, "params": x.params, "opt_state": x.opt_state}
+
+        return {"log_mult": list(self.log_mult), "rho": s.rho, "calibrating": s.calibrating,
+                "calib_index": s.calib_index, "lr_cliff": s.lr_cliff, "meta_steps": s.meta_steps,
+                "guard_restores": s.guard_restores,
+                "watch": [s.watch.ema, s.watch.n, s.watch.best], "calib_trace": s.calib_trace, "trace": s.trace,
+                "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor)}
+
+    def load_state_dict(self, d: dict) -> None:
+        def snap(x):
+            return None if x is None else _Snapshot(float(x["rho"]), list(x["params"]), list(x["opt_state"]))
+
+        self.log_mult = [float(v) for v in d["log_mult"]]
+        self.state = StepSizeState(rho=float(d["rho"]), calibrating=bool(d["calibrating"]),
+                                   calib_index=int(d["calib_index"]), lr_cliff=d["lr_cliff"],
+                                   meta_steps=int(d["meta_steps"]), guard_restores=int(d["guard_restores"]),
+                                   watch=_LossWatch(*d["watch"]), calib_trace=list(d["calib_trace"]),
+                                   trace=list(d["trace"]))
+        self._ring = [snap(x) for x in d["ring"]]
+        self._anchor = snap(d["anchor"])

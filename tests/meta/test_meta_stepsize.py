@@ -1,0 +1,216 @@
+"""The ``stepsize`` meta mode: step groups, scale invariance, the LR range test, the hypergradient, the guard."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+
+import pytest
+import torch
+
+import metapeft as mp
+from metapeft.config import MetaConfig, TrainConfig
+from metapeft.meta.step_groups import build_step_groups
+from metapeft.meta.stepsize import StepSizeLearner, StepSizeSettings
+from metapeft.train.optim import build_optimizer, head_param_groups
+
+
+def lora_vit(make_vit, alpha=None, rank=2):
+    model = make_vit(num_classes=4)
+    return mp.apply_peft(model, mp.PeftConfig(method="lora", positions=["q", "v", "mlp1"], rank=rank, alpha=alpha))
+
+
+def trainable(model):
+    return {n: p for n, p in model.named_parameters() if p.requires_grad and "modulator" not in n}
+
+
+def batch(seed=0, n=8):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def learner(model, cfg: StepSizeSettings, lr=0.05, **kw):
+    groups = build_step_groups(model, trainable(model), **kw)
+    sizer = StepSizeLearner(model, groups, cfg, base_lr=lr, optimizer_name="sgd",
+                            outer_loss=torch.nn.functional.cross_entropy)
+    opt = build_optimizer(sizer.optimizer_groups(), TrainConfig(lr=lr, weight_decay=0.0))
+    return sizer, opt
+
+
+def test_kind_groups_cover_head_input_and_output_matrices(make_vit):
+    model = lora_vit(make_vit, alpha=8, rank=2)   # scale α/r = 4
+    groups = build_step_groups(model, trainable(model))
+    names = {g.name.split("@")[0] for g in groups}
+    assert names == {"head", "in", "out"}
+    out = [g for g in groups if g.name.startswith("out")]
+    assert len(out) == 1 and out[0].base_factor == pytest.approx(1 / 16)
+    n_params = sum(len(g.params) for g in groups)
+    assert n_params == len(trainable(model))
+    by_block = build_step_groups(model, trainable(model), by="block")
+    assert {g.name.split("@")[0] for g in by_block} >= {"head", "block0.in", "block1.out"}
+
+
+@pytest.mark.parametrize("invariant", [True, False])
+def test_scale_invariance_makes_alpha_irrelevant(make_vit, invariant):
+    """With the output matrix's lr ÷ s², LoRA at α/r = 1 and α/r = 4 follow the same trajectory."""
+    logits = []
+    x, y = batch()
+    for alpha in (2, 8):
+        model = lora_vit(make_vit, alpha=alpha)
+        model.train()
+        groups = build_step_groups(model, trainable(model), scale_invariant=invariant)
+        opt = build_optimizer([{"params": g.params, "lr": 0.05 * g.base_factor} for g in groups],
+                              TrainConfig(lr=0.05, weight_decay=0.0))
+        for _ in range(4):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        with torch.no_grad():
+            logits.append(model.eval()(x))
+    same = torch.allclose(logits[0], logits[1], atol=1e-4)
+    assert same == invariant, (logits[0] - logits[1]).abs().max()
+
+
+def test_head_lr_mult_gives_the_head_its_own_group(make_vit):
+    model = lora_vit(make_vit)
+    params = list(trainable(model).values())
+    assert head_param_groups(params, model.get_classifier(), TrainConfig(lr=0.01)) is params
+    groups = head_param_groups(params, model.get_classifier(), TrainConfig(lr=0.01, head_lr_mult=3.0))
+    assert [g["lr"] for g in groups] == [0.01, pytest.approx(0.03)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.get_classifier().parameters()}
+
+
+def test_range_test_finds_the_cliff_and_restores_weights_trained_below_it(make_vit):
+    cfg = StepSizeSettings(calib_steps=10, calib_range=(1e-3, 1.0), calib_safety=4.0)
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, cfg)
+    losses = [2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 8.0]   # the last update (at some lr) made the loss explode
+    before, used = [], []
+    for step, loss in enumerate(losses):
+        params = [p.detach().clone() for p in sizer.params]
+        msg = sizer.before_update(loss, opt, 1.0, step)
+        if msg is not None:
+            break
+        before.append(params)
+        used.append(opt.param_groups[0]["lr"] / sizer.groups[0].base_factor)
+        for p in sizer.params:                        # any update: it is the lr bookkeeping under test
+            p.grad = torch.ones_like(p) * 0.01
+        opt.step()
+    assert msg is not None and "LR range test" in msg
+    ratio = 1000 ** (1 / 9)
+    assert used == pytest.approx([1e-3 * ratio ** k for k in range(len(used))])
+    s = sizer.state
+    assert not s.calibrating and s.lr_cliff == pytest.approx(used[-1])
+    assert s.rho == pytest.approx(used[-1] / 4)
+    j = max(k for k, lr in enumerate(used) if lr <= s.rho * (1 + 1e-9))
+    assert all(torch.equal(p, q) for p, q in zip(sizer.params, before[j]))
+    assert all(torch.equal(opt.state[p]["momentum_buffer"], sizer._anchor.opt_state[i]["momentum_buffer"])
+               for i, p in enumerate(sizer.params) if p in opt.state)
+
+
+def test_range_test_without_a_cliff_ends_at_hi_over_safety(make_vit):
+    cfg = StepSizeSettings(calib_steps=4, calib_range=(1e-2, 1.0), calib_safety=2.0)
+    sizer, opt = learner(lora_vit(make_vit), cfg)
+    for step in range(5):
+        assert sizer.before_update(2.0 - 0.1 * step, opt, 1.0, step) is None
+    assert not sizer.state.calibrating and sizer.state.rho == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("direction,grows", [(-1.0, True), (1.0, False)])
+def test_hypergradient_grows_a_step_size_that_undershoots_and_shrinks_one_that_overshoots(make_vit, direction,
+                                                                                           grows):
+    """Δφ along −∇L_val (more of the same would help) → larger step; along +∇L_val → smaller."""
+    cfg = StepSizeSettings(calibrate=False, lr=0.25, step_relative=False)
+    model = lora_vit(make_vit)
+    with torch.no_grad():   # non-zero B so every group has a gradient
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    sizer, opt = learner(model, cfg)
+    x, y = batch(1)
+    assert sizer.step(x, y, opt).skipped          # the first meta step only records the anchor
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    grads = torch.autograd.grad(loss, sizer.params)
+    with torch.no_grad():
+        for p, g in zip(sizer.params, grads):
+            p.add_(direction * 1e-3 * g)
+    res = sizer.step(x, y, opt)
+    assert not res.skipped
+    mult = sizer.multipliers()
+    for name in ("head", "in", "out"):
+        assert (mult[name] > 1) == grows, mult
+        assert math.exp(-0.25) - 1e-9 <= mult[name] <= math.exp(0.25) + 1e-9
+
+
+def test_relative_mode_learns_only_the_split_between_groups(make_vit):
+    """step_relative: the head moved along −∇L_val (grow), the LoRA matrices along +∇L_val (shrink); the
+    mean log multiplier stays at 0, so the range test's level is kept."""
+    model = lora_vit(make_vit)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    sizer, opt = learner(model, StepSizeSettings(calibrate=False, lr=0.25))
+    x, y = batch(1)
+    sizer.step(x, y, opt)
+    head = {id(p) for p in model.get_classifier().parameters()}
+    grads = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y), sizer.params)
+    with torch.no_grad():
+        for p, g in zip(sizer.params, grads):
+            p.add_((-1.0 if id(p) in head else 1.0) * 1e-3 * g)
+    sizer.step(x, y, opt)
+    mult = sizer.multipliers()
+    assert mult["head"] > 1 > max(mult["in"], mult["out"])
+    assert sum(math.log(v) for v in mult.values()) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_guard_restores_the_last_snapshot_and_halves_step_sizes(make_vit):
+    cfg = StepSizeSettings(calibrate=False, guard_spike=2.0)
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, cfg)
+    x, y = batch(2)
+    sizer.step(x, y, opt)                         # anchor
+    anchor = [p.detach().clone() for p in sizer.params]
+    for step, loss in enumerate([1.0, 1.0, 1.0]):
+        assert sizer.before_update(loss, opt, 1.0, step) is None
+        with torch.no_grad():
+            for p in sizer.params:
+                p.add_(0.01)
+    msg = sizer.before_update(10.0, opt, 1.0, 3)
+    assert msg is not None and "spiked" in msg
+    assert all(torch.equal(p, a) for p, a in zip(sizer.params, anchor))
+    assert all(v == pytest.approx(0.5) for v in sizer.multipliers().values())
+
+
+def test_state_dict_round_trips_through_a_weights_only_load(make_vit):
+    cfg = StepSizeSettings(calib_steps=5)
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, cfg)
+    for step in range(3):
+        sizer.before_update(2.0 - 0.1 * step, opt, 1.0, step)
+    buf = io.BytesIO()
+    torch.save(sizer.state_dict(), buf)
+    buf.seek(0)
+    other, _ = learner(copy.deepcopy(model), cfg)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert other.state_dict()["rho"] == sizer.state_dict()["rho"]
+    assert json.dumps(other.report(), default=str) == json.dumps(sizer.report(), default=str)
+    assert len(other._ring) == len(sizer._ring) and all(
+        torch.equal(a, b) for s1, s2 in zip(other._ring, sizer._ring) for a, b in zip(s1.params, s2.params))
+
+
+def test_stepsize_config_checks():
+    with pytest.raises(ValueError, match="calib_range"):
+        MetaConfig(calib_range=[1.0, 0.1])
+    with pytest.raises(ValueError, match="guard_spike"):
+        MetaConfig(guard_spike=0.5)
+    cfg = MetaConfig(mode="stepsize", calib_safety=8, calib_range=[0.01, 1])
+    settings = StepSizeSettings.from_config(cfg, interval=5)
+    assert settings.calib_safety == 8 and settings.calib_range == (0.01, 1.0) and settings.interval == 5
+    assert settings.calib_steps == 20 and settings.step_relative   # None in the config = the documented default
+    with pytest.raises(ValueError, match="meta.mode"):
+        MetaConfig(mode="steps")
+    with pytest.raises(ValueError, match="head_lr_mult"):
+        TrainConfig(head_lr_mult=0)

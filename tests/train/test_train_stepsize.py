@@ -1,0 +1,47 @@
+"""``meta.mode=stepsize`` inside real (tiny) training runs: reports, independence from train.lr, resume."""
+
+from __future__ import annotations
+
+import json
+
+from metapeft.config import RunConfig
+from metapeft.train import Trainer
+
+STEPSIZE = ["meta.enabled=true", "meta.mode=stepsize", "meta.calib_steps=4", "meta.interval=2",
+            "data.max_per_class=12", "train.epochs=2"]
+KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
+
+
+def run(tmp_path, overrides, name, resume=False):
+    return Trainer(RunConfig.load(None, overrides), tmp_path / name, resume=resume, quiet=True).run()
+
+
+def test_stepsize_run_reports_calibration_and_does_not_depend_on_train_lr(tmp_path, tiny_run):
+    a = run(tmp_path, tiny_run + STEPSIZE + ["train.lr=0.001"], "a")
+    b = run(tmp_path, tiny_run + STEPSIZE + ["train.lr=0.3"], "b")
+    rep = json.loads((a.out_dir / "stepsize.json").read_text())
+    assert rep["mode"] == "stepsize" and set(rep["multipliers"]) == {"head", "in", "out"}
+    assert len(rep["calibration"]) >= 3 and rep["reference_lr"] > 0
+    ma, mb = (json.loads((r.out_dir / "metrics.json").read_text()) for r in (a, b))
+    assert ma["run"]["stepsize"]["reference_lr"] == rep["reference_lr"]
+    # The range test replaces the starting lr: two very different train.lr give the same run.
+    assert [ma[k] for k in KEYS] == [mb[k] for k in KEYS]
+    plain = run(tmp_path, tiny_run + ["data.max_per_class=12", "train.epochs=2", "train.lr=0.3"], "plain")
+    mp_ = json.loads((plain.out_dir / "metrics.json").read_text())
+    assert [mp_[k] for k in KEYS] != [mb[k] for k in KEYS]   # the comparison above can fail
+
+
+def test_stepsize_resume_from_an_epoch_checkpoint_matches_the_uninterrupted_run(tmp_path, tiny_run):
+    over = tiny_run + STEPSIZE + ["train.keep_checkpoints=3"]
+    full = run(tmp_path, over, "full")
+    part = run(tmp_path, over, "part")
+    ckpts = part.out_dir / "checkpoints"
+    (ckpts / "latest").write_text("epoch_0001\n")   # as if killed after epoch 1
+    (part.out_dir / "metrics.json").unlink()
+    run(tmp_path, over, "part", resume=True)
+    a = json.loads((full.out_dir / "metrics.json").read_text())
+    b = json.loads((part.out_dir / "metrics.json").read_text())
+    assert [a[k] for k in KEYS] == [b[k] for k in KEYS]
+    ra = json.loads((full.out_dir / "stepsize.json").read_text())
+    rb = json.loads((part.out_dir / "stepsize.json").read_text())
+    assert ra["multipliers"] == rb["multipliers"] and ra["trace"] == rb["trace"]
