@@ -292,8 +292,6 @@ CASES: list[Case] = [
          setup=newest_only(hostile, "meta.pt")),
     Case("resume:meta-missing", train(resume=True), "meta.pt is missing", base=True,
          setup=chain(delete(f"{CK}/epoch_0001", f"{CK}/epoch_0002/meta.pt"))),
-    Case("resume:rng-truncated", train(resume=True), "rng.pt", base=True,
-         setup=newest_only(truncate, "rng.pt")),
     Case("resume:state-truncated", train(resume=True), "state.json", base=True,
          setup=newest_only(truncate, "state.json")),
     Case("resume:all-checkpoints-broken", train(resume=True), "no intact checkpoint", base=True,

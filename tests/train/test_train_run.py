@@ -11,7 +11,7 @@ import torch
 from metapeft.config import RunConfig
 from metapeft.errors import TrainingError
 from metapeft.train import Trainer
-from metapeft.train.reload import evaluate_run
+from metapeft.infer.evaluate import evaluate_checkpoint
 
 KEYS = ("overall", "balanced", "many", "medium", "few")
 
@@ -54,7 +54,7 @@ def test_same_seed_same_numbers_and_eval_reproduces(tmp_path, tiny_run):
     jb = json.loads((b.out_dir / "metrics.json").read_text())
     assert [ja[k] for k in KEYS] == [jb[k] for k in KEYS] and ja["per_class"] == jb["per_class"]
     assert a.gamma == b.gamma
-    again = evaluate_run(a.out_dir).to_dict()
+    again = evaluate_checkpoint(a.out_dir).to_dict()
     assert [again[k] for k in KEYS] == [ja[k] for k in KEYS] and again["confusion"] == ja["confusion"]
     c = run(tmp_path, over + ["train.seed=1"], "c")
     assert c.gamma != a.gamma

@@ -22,13 +22,14 @@ KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
 # the named temp file: a real kill -9 at a chosen moment (inside the write, before its rename).
 KILLER = """
 import os, signal, sys
+import safetensors.torch as st
 import metapeft.train.checkpoint as ck
-marker, real = sys.argv[1], ck.save_file
+marker, real = sys.argv[1], st.save_file
 def save_file(tensors, path, metadata=None):
     real(tensors, path, metadata=metadata)
     if marker in str(path):
         os.kill(os.getpid(), signal.SIGKILL)
-ck.save_file = save_file
+ck.save_file = st.save_file = save_file  # checkpoints, and metapeft.atomic (imports it at call time)
 from metapeft.cli import main
 sys.exit(main(sys.argv[2:]))
 """

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from metapeft.config import RunConfig
 from metapeft.train import Trainer
 
 STEPSIZE = ["meta.enabled=true", "meta.mode=stepsize", "meta.calib_steps=4", "meta.interval=2",
             "data.max_per_class=12", "train.epochs=2"]
+pytestmark = pytest.mark.slow  # five tiny training runs
+
 KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
 
 

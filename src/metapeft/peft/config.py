@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import ConfigError
 from ..validation import spec, validate_fields
-from .modulator import GammaConstraint, GammaShape, gamma_setting_problem
+from .gamma_rules import GammaConstraint, GammaShape, gamma_setting_problem
 from .registry import ADDITIVE_METHODS, METHODS, POSITIONS, get_method  # noqa: F401  (re-exported)
 
 # The registered methods as a Literal: the one validation home reads the allowed values from it.

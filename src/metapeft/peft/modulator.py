@@ -11,28 +11,13 @@ selection), |γ| sets its strength, and for SGD it acts as a module-wise learnin
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-GammaShape = Literal["scalar", "channel"]
-GammaConstraint = Literal["none", "clamp", "softplus"]
-
-
-def gamma_setting_problem(init: float, constraint: str, max_abs: float | None) -> str | None:
-    """The one rule for a γ setting (used by PeftConfig and Modulator): what is wrong, or None."""
-    if not math.isfinite(init):
-        return "the initial γ must be finite"
-    if constraint == "softplus" and init <= 0:
-        return "softplus-constrained γ needs init > 0"
-    if constraint == "clamp" and init < 0:
-        return "clamp-constrained γ (γ >= 0) needs init >= 0"
-    if max_abs is not None and (max_abs <= 0 or abs(init) > max_abs):
-        return "the bound on |γ| must be > 0 and >= |init|"
-    return None
-
+from .gamma_rules import GammaConstraint, GammaShape, gamma_setting_problem  # noqa: F401  (re-exported)
 
 def _softplus_inverse(y: float) -> float:
     if y <= 0:

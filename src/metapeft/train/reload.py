@@ -1,4 +1,4 @@
-"""Rebuild a run from its directory: ``load_run`` (used by ``metapeft eval`` and the run report)."""
+"""Rebuild a run from its directory: ``load_run`` (the run report); eval and predict use ``metapeft.infer``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from torch import nn
 from ..config import RunConfig
 from ..data import LTDataset
 from ..errors import CheckpointError, MetapeftError, RunDirError
-from ..eval import Metrics
 from .checkpoint import load_trainable_state, read_safetensors
 from .model import build_run, resolve_device
 from .pipeline import RunData
@@ -79,10 +78,3 @@ def load_run(path: str | Path) -> LoadedRun:
     ds, model, data = build_run(cfg, device)
     load_trainable_state(model, state)
     return LoadedRun(run_dir, weights, cfg, ds, model, data, device)
-
-
-def evaluate_run(path: Path) -> Metrics:
-    """The run's metrics on its own test set, rebuilt from the run directory (see ``infer.evaluate``)."""
-    from ..infer.evaluate import evaluate_checkpoint
-
-    return evaluate_checkpoint(path)
