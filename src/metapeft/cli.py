@@ -149,8 +149,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         set_enabled(previous)
     print(result.metrics)
-    gamma_path = result.out_dir / "gamma.json"
-    if gamma_path.exists():
+    stepsize_path, gamma_path = result.out_dir / "stepsize.json", result.out_dir / "gamma.json"
+    if stepsize_path.exists():  # meta.mode=stepsize: γ stays at its init, the step sizes are what was learned
+        from .meta.stepsize import stepsize_summary
+
+        print("\n" + stepsize_summary(json.loads(stepsize_path.read_text())))
+    elif gamma_path.exists():
         from .meta.report import gamma_summary
 
         print("\n" + gamma_summary(json.loads(gamma_path.read_text()), bool(cfg.meta.enabled)))

@@ -13,7 +13,7 @@ import torch
 import metapeft as mp
 from metapeft.config import MetaConfig, TrainConfig
 from metapeft.meta.step_groups import build_step_groups
-from metapeft.meta.stepsize import StepSizeLearner, StepSizeSettings
+from metapeft.meta.stepsize import StepSizeLearner, StepSizeSettings, stepsize_summary
 from metapeft.train.optim import build_optimizer, head_param_groups
 
 
@@ -197,6 +197,8 @@ def test_state_dict_round_trips_through_a_weights_only_load(make_vit):
     other.load_state_dict(torch.load(buf, weights_only=True))
     assert other.state_dict()["rho"] == sizer.state_dict()["rho"]
     assert json.dumps(other.report(), default=str) == json.dumps(sizer.report(), default=str)
+    text = stepsize_summary(json.loads(json.dumps(sizer.report())))
+    assert "learned step sizes" in text and "head" in text and "γ fixed" in text
     assert len(other._ring) == len(sizer._ring) and all(
         torch.equal(a, b) for s1, s2 in zip(other._ring, sizer._ring) for a, b in zip(s1.params, s2.params))
 

@@ -302,3 +302,14 @@ class StepSizeLearner:
                                    trace=list(d["trace"]))
         self._ring = [snap(x) for x in d["ring"]]
         self._anchor = snap(d["anchor"])
+
+
+def stepsize_summary(report: dict) -> str:
+    """What ``metapeft train`` prints for a stepsize run: the range test's outcome and each group's lr."""
+    cliff = report.get("lr_cliff")
+    found = (f"loss rose at lr {cliff:.3g}, run lr {report['reference_lr']:.3g}" if cliff is not None
+             else f"run lr {report['reference_lr']:.3g} (no range test)")
+    lines = [f"learned step sizes (γ fixed at its init): {found}; guard restores: {report['guard_restores']}"]
+    for name, mult in report["multipliers"].items():
+        lines.append(f"  {name:>12s}  × {mult:.3f}   peak lr {report['effective_lr'][name]:.4g}")
+    return "\n".join(lines)
