@@ -40,7 +40,7 @@ def test_pyproject_ranges_admit_the_locked_versions_and_pin_nothing():
 
 def test_presets_by_name_and_by_repository_path():
     assert resolve_config_path("demo") == PRESET_DIR / "demo_aid_lt.yaml"
-    assert RunConfig.load("demo").meta.lr == 1.0
+    assert RunConfig.load("demo").meta.mode == "stepsize"
     assert RunConfig.load("configs/aid_lt_lora.yaml").meta.enabled is False   # dev.sh / README paths
     assert (REPO / "configs").resolve() == PRESET_DIR                          # one source of truth
 
