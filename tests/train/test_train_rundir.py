@@ -56,6 +56,7 @@ def assert_same_run(a, b):
     assert (a / "export" / "peft.safetensors").read_bytes() == (b / "export" / "peft.safetensors").read_bytes()
 
 
+@pytest.mark.slow  # subprocess training runs
 def test_kill_9_then_resume_equals_uninterrupted(tmp_path, train_argv):
     full = tmp_path / "full"
     assert main(train_argv(full)) == 0
@@ -72,6 +73,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path, train_argv):
         assert_same_run(full, out)
 
 
+@pytest.mark.slow  # subprocess training runs
 def test_two_concurrent_trains_one_is_refused(tmp_path, train_argv):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "metapeft", *train_argv(out)]
