@@ -118,6 +118,13 @@ def test_range_test_without_a_cliff_ends_at_hi_over_safety(make_vit):
     assert not sizer.state.calibrating and sizer.state.rho == pytest.approx(0.5)
 
 
+def test_a_non_finite_first_loss_ends_the_range_test_without_a_snapshot(make_vit):
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calib_range=(1e-3, 1.0)))
+    assert sizer.before_update(float("nan"), opt, 1.0, 0) is None   # nothing restored, the lr is set
+    assert not sizer.state.calibrating and sizer.state.rho == pytest.approx(1e-3 / 4)
+    assert opt.param_groups[0]["lr"] > 0
+
+
 @pytest.mark.parametrize("direction,grows", [(-1.0, True), (1.0, False)])
 def test_hypergradient_grows_a_step_size_that_undershoots_and_shrinks_one_that_overshoots(make_vit, direction,
                                                                                            grows):

@@ -167,7 +167,8 @@ class StepSizeLearner:
         if diverged or not math.isfinite(loss):
             # The loss reflects every update so far; the last one used the previous ρ.
             cliff = self._ring[-1].rho if self._ring else lo
-            return self._end_calibration(optimizer, schedule_factor, cliff, restore=True)
+            # Nothing to go back to before the first update (a non-finite first loss): no restore.
+            return self._end_calibration(optimizer, schedule_factor, cliff, restore=bool(self._ring))
         if s.calib_index >= steps:
             return self._end_calibration(optimizer, schedule_factor, hi, restore=False)
         s.rho = lo * (hi / lo) ** (s.calib_index / max(steps - 1, 1))
