@@ -132,13 +132,16 @@ class StepSizeLearner:
         """The LR each group's parameters get now (max over the base factors of a name)."""
         out: dict[str, float] = {}
         for g, i in zip(self.groups, self.index):
-            lr = self.state.rho * schedule_factor * g.base_factor * math.exp(self.log_mult[i])
-            out[self.names[i]] = max(out.get(self.names[i], 0.0), lr)
+            out[self.names[i]] = max(out.get(self.names[i], 0.0), self._group_lr(g, i, schedule_factor))
         return out
+
+    def _group_lr(self, group: StepGroup, index: int, schedule_factor: float) -> float:
+        """ρ × schedule × the group's fixed factor × its learned multiplier."""
+        return self.state.rho * schedule_factor * group.base_factor * math.exp(self.log_mult[index])
 
     def _set_lrs(self, optimizer: torch.optim.Optimizer, schedule_factor: float) -> None:
         for pg, g, i in zip(optimizer.param_groups, self.groups, self.index):
-            pg["lr"] = self.state.rho * schedule_factor * g.base_factor * math.exp(self.log_mult[i])
+            pg["lr"] = self._group_lr(g, i, schedule_factor)
 
     # ------------------------------------------------------------------ the per-step hook
     def before_update(self, loss: float, optimizer: torch.optim.Optimizer, schedule_factor: float,

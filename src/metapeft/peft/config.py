@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, Union
 
 import yaml
 
