@@ -119,6 +119,9 @@ class MetaConfig:
         "stepsize: length of the LR range test; null = 20 (10 collapsed a run, results.md)", ge=3))
     calib_range: list[float] | None = field(default=None, metadata=spec(
         "stepsize: [lo, hi] lr of the range test; null = sgd [1e-3, 1], adamw [1e-5, 0.1]", gt=0, length=2))
+    calib_probe: int | None = field(default=None, metadata=spec(
+        "stepsize: the range test watches the loss of this many fixed class-balanced val batches (0: the "
+        "smoothed train loss instead); null = 2", ge=0))
     calib_safety: float | None = field(default=None, metadata=spec(
         "stepsize: the run's lr = the lr where the loss rose ÷ this; null = 4", ge=1))
     max_mult: float | None = field(default=None, metadata=spec(

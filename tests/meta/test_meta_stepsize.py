@@ -110,6 +110,24 @@ def test_range_test_finds_the_cliff_and_restores_weights_trained_below_it(make_v
                for i, p in enumerate(sizer.params) if p in opt.state)
 
 
+@pytest.mark.parametrize("probe", [True, False])
+def test_range_test_watches_the_fixed_probe_not_the_noisy_train_loss(make_vit, probe):
+    """Train-loss jumps that are batch noise (the weights did not move) end the range test only when
+    no probe is set; with a probe, a real rise of the probe's loss ends it."""
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, StepSizeSettings(calib_steps=10, calib_range=(1e-3, 1.0)))
+    if probe:
+        sizer.set_probe(*batch(3, n=16))
+    ended = [sizer.before_update(loss, opt, 1.0, step) is not None for step, loss in enumerate([2.0, 1.5, 9.0])]
+    assert ended == [False, False, not probe]
+    if probe:
+        with torch.no_grad():
+            model.get_classifier().weight.mul_(-50.0)   # the probe's loss really rises
+        msg = sizer.before_update(2.0, opt, 1.0, 3)
+        assert msg is not None and "LR range test" in msg
+        assert sizer.state.calib_trace[-1]["watched"] > 1.3 * sizer.state.probe_best
+
+
 def test_range_test_without_a_cliff_ends_at_hi_over_safety(make_vit):
     cfg = StepSizeSettings(calib_steps=4, calib_range=(1e-2, 1.0), calib_safety=2.0)
     sizer, opt = learner(lora_vit(make_vit), cfg)
@@ -218,7 +236,7 @@ def test_stepsize_config_checks():
     cfg = MetaConfig(mode="stepsize", calib_safety=8, calib_range=[0.01, 1])
     settings = StepSizeSettings.from_config(cfg, interval=5)
     assert settings.calib_safety == 8 and settings.calib_range == (0.01, 1.0) and settings.interval == 5
-    assert settings.calib_steps == 20 and settings.step_relative   # None in the config = the documented default
+    assert settings.calib_steps == 20 and settings.calib_probe == 2 and settings.step_relative   # None in the config = the documented default
     with pytest.raises(ValueError, match="meta.mode"):
         MetaConfig(mode="steps")
     with pytest.raises(ValueError, match="head_lr_mult"):

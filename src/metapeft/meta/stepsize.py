@@ -6,8 +6,9 @@ makes "module-wise learning rate" literal, in three parts:
 
 1. **Calibration** (``meta.calibrate``): the first ``calib_steps`` steps are an exponential LR range
    test used as warm-up: the reference LR ρ climbs from ``calib_range[0]`` to ``calib_range[1]``
-   while the smoothed train loss is watched. Where it rises past ``1 + CALIB_TOLERANCE`` times its
-   minimum (or turns non-finite) the cliff is found: ρ becomes ``ρ_cliff / calib_safety`` and the
+   while the loss of a fixed class-balanced probe batch is watched (``calib_probe`` batches; 0 watches
+   the smoothed train loss, whose batch-to-batch noise moved the cliff 2× between seeds). Where it
+   rises past ``1 + CALIB_TOLERANCE`` times its minimum (or turns non-finite) the cliff is found: ρ becomes ``ρ_cliff / calib_safety`` and the
    parameters are restored to the last snapshot trained only below that LR. The run therefore does
    not depend on the starting ``train.lr`` at all.
 2. **Hypergradient refinement**: every ``meta.interval`` steps one backward of the outer loss on a
@@ -48,6 +49,7 @@ class StepSizeSettings:
     scale_invariant: bool = True
     calibrate: bool = True
     calib_steps: int = 20
+    calib_probe: int = 2      # fixed val batches the range test watches (0: the smoothed train loss)
     calib_range: tuple[float, float] | None = None   # None: DEFAULT_RANGES[optimizer]
     calib_safety: float = 4.0
     max_mult: float = 2.0
@@ -59,7 +61,7 @@ class StepSizeSettings:
     @classmethod
     def from_config(cls, meta: MetaConfig, interval: int) -> "StepSizeSettings":
         given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": meta.calibrate,
-                 "calib_steps": meta.calib_steps, "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
+                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
                  "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
         return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
@@ -94,6 +96,7 @@ class StepSizeState:
     calibrating: bool
     calib_index: int = 0
     lr_cliff: float | None = None
+    probe_best: float = math.inf     # lowest probe loss of the range test
     meta_steps: int = 0
     guard_restores: int = 0
     watch: _LossWatch = field(default_factory=_LossWatch)
@@ -119,6 +122,16 @@ class StepSizeLearner:
         self.base_lr = base_lr
         self._ring: list[_Snapshot] = []
         self._anchor: _Snapshot | None = None
+        self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def set_probe(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The fixed batch whose loss the range test watches (the same images at every lr: no batch noise)."""
+        self.probe = (x, y)
+
+    def _probe_loss(self) -> float:
+        with torch.no_grad():
+            loss = self.outer_loss(self.model(self.probe[0]), self.probe[1]).detach()
+        return float(self.reduce([loss.reshape(1)])[0])  # the mean over ranks: every rank ends alike
 
     # ------------------------------------------------------------------ optimizer wiring
     def optimizer_groups(self) -> list[dict]:
@@ -154,19 +167,24 @@ class StepSizeLearner:
         s = self.state
         smooth = s.watch.update(loss) if math.isfinite(loss) else math.inf
         if s.calibrating:
-            return self._calibration_step(loss, smooth, optimizer, schedule_factor, step)
+            if self.probe is None:
+                return self._calibration_step(loss, smooth, s.watch.best, optimizer, schedule_factor, step)
+            probe = self._probe_loss()
+            s.probe_best = min(s.probe_best, probe)
+            return self._calibration_step(loss, probe, s.probe_best, optimizer, schedule_factor, step)
         if self.cfg.guard_spike and not smooth <= self.cfg.guard_spike * s.watch.best:
             return self._guard(optimizer, step, loss)
         self._set_lrs(optimizer, schedule_factor)
         return None
 
-    def _calibration_step(self, loss: float, smooth: float, optimizer, schedule_factor: float,
+    def _calibration_step(self, loss: float, signal: float, best: float, optimizer, schedule_factor: float,
                           step: int) -> str | None:
+        """``signal``: the watched loss (probe or smoothed train loss), ``best`` its minimum so far."""
         s, (lo, hi), steps = self.state, self.range, self.cfg.calib_steps
-        diverged = s.calib_index >= 2 and not smooth <= (1 + CALIB_TOLERANCE) * s.watch.best
+        diverged = s.calib_index >= 2 and not signal <= (1 + CALIB_TOLERANCE) * best
         # `loss` was measured after the updates so far; the newest of them used ρ = last_lr.
         last_lr = self._ring[-1].rho if self._ring else None
-        s.calib_trace.append({"step": step, "last_lr": last_lr, "loss": loss, "smooth": smooth})
+        s.calib_trace.append({"step": step, "last_lr": last_lr, "loss": loss, "watched": signal})
         if diverged or not math.isfinite(loss):
             # The loss reflects every update so far; the last one used the previous ρ.
             cliff = self._ring[-1].rho if self._ring else lo
@@ -289,7 +307,8 @@ class StepSizeLearner:
             return None if x is None else {"rho": x.rho, "params": x.params, "opt_state": x.opt_state}
 
         return {"log_mult": list(self.log_mult), "rho": s.rho, "calibrating": s.calibrating,
-                "calib_index": s.calib_index, "lr_cliff": s.lr_cliff, "meta_steps": s.meta_steps,
+                "calib_index": s.calib_index, "lr_cliff": s.lr_cliff, "probe_best": s.probe_best,
+                "meta_steps": s.meta_steps,
                 "guard_restores": s.guard_restores,
                 "watch": [s.watch.ema, s.watch.n, s.watch.best], "calib_trace": s.calib_trace, "trace": s.trace,
                 "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor)}
@@ -301,6 +320,7 @@ class StepSizeLearner:
         self.log_mult = [float(v) for v in d["log_mult"]]
         self.state = StepSizeState(rho=float(d["rho"]), calibrating=bool(d["calibrating"]),
                                    calib_index=int(d["calib_index"]), lr_cliff=d["lr_cliff"],
+                                   probe_best=float(d.get("probe_best", math.inf)),
                                    meta_steps=int(d["meta_steps"]), guard_restores=int(d["guard_restores"]),
                                    watch=_LossWatch(*d["watch"]), calib_trace=list(d["calib_trace"]),
                                    trace=list(d["trace"]))

@@ -73,6 +73,18 @@ def eval_loader(images: ImageSet, data: RunData, cfg: RunConfig, device: torch.d
     return BatchLoader(images, cfg.train.eval_batch_size, shuffle=False, transform=data.eval_tf, device=device)
 
 
+def calibration_probe(data: RunData, cfg: RunConfig, device: torch.device, batches: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The range test's fixed probe: ``batches`` class-balanced val batches from a stream of their own,
+    so drawing it does not shift the meta steps' val stream."""
+    stream = meta_val_batches(data, cfg, device, PROBE_STREAM)
+    xs, ys = zip(*(next(stream) for _ in range(batches)))
+    return torch.cat(xs), torch.cat(ys)
+
+
+PROBE_STREAM = -1  # the probe's "epoch" in meta_val_batches' seeding: no real epoch is negative
+
+
 def meta_val_batches(data: RunData, cfg: RunConfig, device: torch.device, epoch: int
                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless class-balanced val batches; the stream is a pure function of (seed, epoch)."""

@@ -38,7 +38,7 @@ from .heads import init_head_from_class_means
 from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule, head_param_groups
-from .pipeline import RunData, eval_loader, meta_val_batches, train_loader
+from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .runlog import RunLog
 from .selection import ModelSelection
@@ -164,6 +164,9 @@ class Trainer:
                                        head_lr_mult=t.head_lr_mult)
             sizer = StepSizeLearner(net, groups, settings, base_lr=t.lr, optimizer_name=t.optimizer,
                                     outer_loss=outer, reduce=env.mean_)
+            if settings.calibrate and settings.calib_probe:
+                x, y = calibration_probe(data, cfg, device, settings.calib_probe)
+                sizer.set_probe(env.shard(x), env.shard(y))
         optimizer = build_optimizer(sizer.optimizer_groups() if sizer else
                                     head_param_groups(list(phi.values()), model.get_classifier(), t), t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
