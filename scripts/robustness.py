@@ -35,7 +35,7 @@ def record(run_dir: Path) -> dict:
     scale = (peft.get("alpha") if peft.get("alpha") is not None else rank) / rank
     val = m.get("val") or {}
     return {"lr": float(train["lr"]), "scale": float(scale), "seed": int(train["seed"]),
-            "head_lr_mult": float(train.get("head_lr_mult", 1.0)), "balanced": m["balanced"], "few": m["few"],
+            "head_lr_mult": float(train.get("head_lr_mult") or 1.0), "balanced": m["balanced"], "few": m["few"],
             "val_balanced": val.get("balanced"), "wall": m.get("run", {}).get("wall_time_s") or 0.0,
             "name": run_dir.name}
 

@@ -49,3 +49,19 @@ def test_stepsize_resume_from_an_epoch_checkpoint_matches_the_uninterrupted_run(
     ra = json.loads((full.out_dir / "stepsize.json").read_text())
     rb = json.loads((part.out_dir / "stepsize.json").read_text())
     assert ra["multipliers"] == rb["multipliers"] and ra["trace"] == rb["trace"]
+
+
+def test_resuming_a_run_of_the_other_meta_mode_names_meta_mode(tmp_path, tiny_run):
+    """A run dir whose checkpoint holds γ state, resumed as stepsize (as after a default change), is refused
+    with the setting to use, and the dir is left as it was."""
+    from metapeft.train.checkpoint import CheckpointError
+
+    gamma = tiny_run + ["meta.enabled=true", "meta.mode=gamma", "data.max_per_class=12", "train.epochs=2"]
+    done = run(tmp_path, gamma, "g")
+    (done.out_dir / "metrics.json").unlink()
+    cfg_path = done.out_dir / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("mode: gamma", "mode: stepsize"))
+    before = sorted(p.name for p in done.out_dir.rglob("*"))
+    with pytest.raises(CheckpointError, match="meta.mode=gamma"):
+        run(tmp_path, tiny_run + STEPSIZE[:2] + ["data.max_per_class=12", "train.epochs=2"], "g", resume=True)
+    assert sorted(p.name for p in done.out_dir.rglob("*")) == before

@@ -239,6 +239,8 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
 
     saved, path = pre.saved, pre.checkpoint
     assert saved is not None and path is not None
+    if meta is not None and "meta" in saved:  # first: the optimizer's param groups differ between the modes too
+        _check_meta_mode(path, meta, saved["meta"])
     try:
         ckpt.load_trainable_state(model, saved["trainable"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -251,6 +253,16 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
     except (MetapeftError, KeyError, ValueError, TypeError, RuntimeError) as e:
         raise ckpt.CheckpointError(f"{path} does not fit this run ({type(e).__name__}: {e}): {ckpt.REPAIR}") from None
     return state
+
+
+def _check_meta_mode(path: Path, meta: Any, state: dict[str, Any]) -> None:
+    """Name ``meta.mode`` when the checkpoint's meta state is of the other mode (e.g. a run started before a
+    default changed), instead of a bare shape error."""
+    saved_mode = "stepsize" if "log_mult" in state else "gamma"
+    live_mode = "stepsize" if hasattr(meta, "log_mult") else "gamma"
+    if saved_mode != live_mode:
+        raise ckpt.CheckpointError(f"{path} was written by a meta.mode={saved_mode} run but this run is "
+                                   f"meta.mode={live_mode}; resume with --set meta.mode={saved_mode}")
 
 
 def all_skipped_message(epoch: int, out: Path) -> str:
