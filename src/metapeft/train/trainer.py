@@ -39,8 +39,8 @@ from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule, head_param_groups, layer_decay_groups
 from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches, train_loader
-from .probe import ProbeFit, fit_probe
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
+from .probe import ProbeFit, fit_probe
 from .runlog import RunLog
 from .selection import ModelSelection
 from .state import EpochStats, TrainState
@@ -269,7 +269,8 @@ class Trainer:
         """Best-by-validation model, γ report (and pruning), final evaluation, gamma.json / export / metrics.json."""
         cfg = self.cfg
         if cfg.train.epochs == 0:  # nothing trained: the initialised head (e.g. a probe fit) is the model
-            chosen = {"model": "head_init", "epoch": 0, "reason": f"train.epochs=0 (model.head_init={cfg.model.head_init})"}
+            chosen = {"model": "head_init", "epoch": 0,
+                      "reason": f"train.epochs=0 (model.head_init={cfg.model.head_init})"}
         else:
             chosen = run.selector.restore(run.model, cfg.train.epochs)  # the best epoch, when there is a hold-out
         report = gamma_report(run.model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
