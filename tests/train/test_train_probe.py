@@ -37,12 +37,12 @@ def test_linear_probe_folds_the_standardisation_exactly():
     head = nn.Linear(x.shape[1], 3)
     fit = fit_probe(head, x, y, l2=1e-3)
     mean, std = feature_stats(x)
-    w_std = head.weight.double() * std  # back in standardised space
     with torch.no_grad():
+        w_std = head.weight.double() * std  # back in standardised space
         logits = head(x.float()).double()
         z_logits = ((x.double() - mean) / std) @ w_std.T + (head.bias.double() + head.weight.double() @ mean)
+        objective = ClassBalancedCE(3)(logits, y) + 1e-3 * w_std.square().sum()
     assert torch.allclose(logits, z_logits, atol=1e-3)
-    objective = ClassBalancedCE(3)(logits, y) + 1e-3 * w_std.square().sum()
     assert float(objective) == pytest.approx(fit.loss_after, rel=1e-3)
     assert fit.loss_after < fit.loss_before and fit.train_balanced == 1.0
 
