@@ -61,9 +61,18 @@ class ModelConfig:
     img_size: int = field(default=56, metadata=spec("input resolution (a multiple of the patch size)", ge=8))
     head: Literal["cosine", "linear"] = field(default="cosine", metadata=spec("cosine | linear"))
     head_scale: float = field(default=25.0, metadata=spec("logit scale of the cosine classifier", gt=0))
-    head_init: Literal["class_mean", "random"] = field(default="class_mean", metadata=spec(
-        "class_mean (frozen features) | random"))
+    head_init: Literal["class_mean", "probe", "random"] = field(default="class_mean", metadata=spec(
+        "class_mean (frozen features) | probe (a linear probe fitted on the frozen features before training: "
+        "LP-FT; with train.epochs=0 the probe is the model) | random"))
     init_from: str | None = field(default=None, metadata=spec("run dir whose merged weights start the backbone"))
+    # The probe fit (head_init=probe, train/probe.py). New fields default to None (= the documented default).
+    probe_l2: float | None = field(default=None, metadata=spec(
+        "head_init=probe, linear head: L2 weight on the standardised-feature weights (pick it on "
+        "train.val_holdout); null = 1e-3", ge=0))
+    probe_loss: Literal["balanced_ce", "la", "ce"] | None = field(default=None, metadata=spec(
+        "head_init=probe: the fit's loss; null = balanced_ce (class-balanced weights, as a standard LT probe)"))
+    probe_iters: int | None = field(default=None, metadata=spec(
+        "head_init=probe: most L-BFGS iterations of the full-batch fit; null = 300", ge=1))
     options: dict[str, Any] = field(default_factory=dict,
                                     metadata=spec("extra timm create_model kwargs (depth, patch_size, ...)"))
 
@@ -142,7 +151,8 @@ class MetaConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = field(default=10, metadata=spec("training epochs", ge=1))
+    epochs: int = field(default=10, metadata=spec(
+        "training epochs (0: no training, the initialised head is the model, e.g. a linear probe)", ge=0))
     batch_size: int = field(default=32, metadata=spec("images per optimizer step", ge=1))
     grad_accum: int = field(default=1, metadata=spec("micro-batches per optimizer step", ge=1))
     optimizer: Literal["sgd", "adamw"] = field(default="sgd", metadata=spec("sgd | adamw"))
@@ -150,6 +160,9 @@ class TrainConfig:
     head_lr_mult: float | None = field(default=None, metadata=spec(
         "the classifier head's lr = train.lr × this (a tuned LR's gain is largely the head's); null = 1", gt=0))
     momentum: float = field(default=0.9, metadata=spec("SGD momentum", ge=0, lt=1))
+    layer_decay: float | None = field(default=None, metadata=spec(
+        "layer-wise lr decay (BEiT/MAE): block i of L gets lr × this^(L − i), the head lr × 1, the stem "
+        "this^(L + 1); biases and norms get no weight decay; null = off (one lr for every weight)", gt=0, le=1))
     weight_decay: float = field(default=5e-4, metadata=spec("weight decay of φ", ge=0))
     warmup_steps: int = field(default=0, metadata=spec("linear warm-up steps before the cosine schedule", ge=0))
     loss: Literal["ce", "la", "balanced_softmax", "focal"] = field(default="la", metadata=spec(
@@ -210,6 +223,10 @@ class RunConfig:
         if self.meta.enabled and (self.meta.mode or "gamma") == "gamma" and not self.peft.has_gamma:
             raise ConfigError(f"meta.enabled needs a method with γ modulators (lora, adaptformer, adapter) "
                               f"and peft.gamma=true; got peft.method={self.peft.method!r}")
+
+        if self.train.layer_decay is not None and self.meta.enabled and self.meta.mode == "stepsize":
+            raise ConfigError("train.layer_decay does not combine with meta.mode=stepsize (it builds its own "
+                              "param groups and learns their lrs); set train.layer_decay=null or meta.mode=gamma")
 
     def to_dict(self) -> dict[str, Any]:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}

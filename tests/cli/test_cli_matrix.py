@@ -230,7 +230,7 @@ CASES: list[Case] = [
     cfg("data.crop_scale=[0.5]", needle="data.crop_scale"),
     cfg("data.test_fraction=1.5", needle="data.test_fraction"),
     cfg("data.imbalance_ratio=0.5", needle="data.imbalance_ratio"),
-    cfg("train.epochs=0", needle="train.epochs"),
+    cfg("train.epochs=-1", needle="train.epochs"),
     cfg("train.batch_size=0", needle="train.batch_size"),
     cfg("train.grad_accum=3", needle="train.batch_size"),
     cfg("train.keep_checkpoints=0", needle="train.keep_checkpoints"),

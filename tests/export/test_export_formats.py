@@ -102,3 +102,27 @@ def test_sweep_cells_skip_whole_model_files_unless_asked(tiny_run):
     asked = build_cell_config(resolve_base(None, tiny_run + ["train.export_merged=true"]), {})
     assert asked.train.export_merged is True
     assert RunConfig.load(None).train.export_merged is None   # single runs: written
+
+
+def test_probe_fitted_linear_head_exports_exactly(tmp_path, tiny_run, x, perturbed):
+    """head_init=probe folds its standardisation into a plain nn.Linear: merged timm and ONNX logits match."""
+    import onnxruntime as ort
+
+    from metapeft.train.probe import fit_probe
+
+    cfg, model, ds = _trained_like(tiny_run, ["model.head=linear", "model.head_init=probe"], perturbed)
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(40, model.num_features, generator=g) * torch.logspace(-2, 1, model.num_features) + 5.0
+    fit_probe(model.get_classifier(), feats, torch.arange(40) % 5, iters=20)
+    assert model.get_classifier().bias.abs().max() > 0     # the fold's −W'μ is in the bias
+    info = export_run(model, cfg, tmp_path, ds, model.pretrained_cfg["mean"], model.pretrained_cfg["std"])
+    export = tmp_path / "export"
+    assert info["head"]["kind"] == "linear"
+    plain = timm.create_model(info["architecture"], pretrained=False, **info["model_kwargs"]).eval()
+    plain.load_state_dict(load_file(str(export / "merged.safetensors")), strict=True)
+    sess = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        ours = model(x)
+        assert (plain(x) - ours).abs().max() < TOL * max(1.0, float(ours.abs().max()))
+        out = sess.run(["logits"], {"pixel_values": x.numpy()})[0]
+        assert np.abs(out - ours.numpy()).max() < TOL * max(1.0, float(ours.abs().max()))

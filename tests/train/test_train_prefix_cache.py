@@ -96,3 +96,14 @@ def test_linear_probe_caches_the_whole_backbone(tmp_path, tiny_run):
         results[cache] = json.loads((res.out_dir / "metrics.json").read_text())
     assert results["true"]["run"]["prefix_cached_blocks"] == 4
     assert results["true"]["per_class"] == pytest.approx(results["false"]["per_class"], abs=1e-9)
+
+
+def test_probe_settings_share_one_prefix_key(tiny_run):
+    """A probe_l2 grid reuses one stored token file; a change that reaches the tokens still gets its own."""
+    from metapeft.train.prefix_cache import prefix_key
+
+    base = cfg_with(tiny_run, ["peft.method=linear_probe", "model.head_init=probe"])
+    other = cfg_with(tiny_run, ["peft.method=linear_probe", "model.head_init=probe", "model.probe_l2=0.1",
+                                "model.probe_iters=7", "model.probe_loss=la"])
+    assert prefix_key(base, 4) == prefix_key(other, 4)
+    assert prefix_key(base, 4) != prefix_key(cfg_with(tiny_run, ["model.img_size=40"]), 4)

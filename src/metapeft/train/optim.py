@@ -47,3 +47,34 @@ def head_param_groups(params: list[nn.Parameter], head: nn.Module, cfg: TrainCon
     body = [p for p in params if id(p) not in head_ids]
     heads = [p for p in params if id(p) in head_ids]
     return [{"params": body, "lr": cfg.lr}, {"params": heads, "lr": cfg.lr * mult}]
+
+
+def layer_decay_groups(params: dict[str, nn.Parameter], model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Layer-wise lr decay (BEiT / MAE / timm ``param_groups_layer_decay``) over the trainable ``params``.
+
+    Layer ids come from timm's own ``group_matcher`` (stem 0, block i → i + 1, final norm with the last
+    block, head L + 1), so the scales are timm's: ``layer_decay^(L + 1 − id)``. Built over ``params``
+    (φ, by name) rather than the whole model so γ never enters and ``train.head_lr_mult`` composes
+    (head lr = lr × mult). As in that recipe, 1-D tensors (biases, norms, γ-free scales) get no weight decay.
+    Groups come highest lr first, so history.csv's ``lr`` column is the top of the stack.
+    """
+    from timm.models._manipulate import group_parameters
+
+    if not hasattr(model, "group_matcher"):
+        raise ConfigError(f"train.layer_decay needs a timm model with group_matcher(); {type(model).__name__} has none")
+    by_name = group_parameters(model, model.group_matcher(coarse=False), reverse=True)
+    top = max(by_name.values())
+    layer_of = {id(p): by_name.get(n, top) for n, p in model.named_parameters()}
+    head_ids = {id(p) for p in model.get_classifier().parameters()}
+    mult = 1.0 if cfg.head_lr_mult is None else cfg.head_lr_mult
+    assert cfg.layer_decay is not None
+    groups: dict[tuple[int, bool], dict] = {}
+    for p in params.values():
+        layer = layer_of.get(id(p), top)
+        decay = p.ndim > 1
+        scale = cfg.layer_decay ** (top - layer) * (mult if id(p) in head_ids else 1.0)
+        g = groups.setdefault((layer, decay, id(p) in head_ids), {
+            "params": [], "lr": cfg.lr * scale, "weight_decay": cfg.weight_decay if decay else 0.0,
+            "layer": layer})
+        g["params"].append(p)
+    return [groups[k] for k in sorted(groups, key=lambda k: (-groups[k]["lr"], k))]

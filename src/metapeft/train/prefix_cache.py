@@ -123,7 +123,10 @@ def prefix_key(cfg: RunConfig, start: int) -> str:
     """What the cached tokens depend on: the data, the frozen backbone (and its seed when randomly
     initialised), the resolution and k. Not the PEFT sites: none may live in blocks < k."""
     random_init = cfg.model.pretrained in (None, False) and not cfg.model.init_from
-    spec = {"format": CACHE_FORMAT, "data": asdict(cfg.data), "model": asdict(cfg.model), "start": start,
+    # The head's probe fit never reaches the tokens: left out, so a probe_l2 grid shares one cache (and the
+    # keys of runs made before those fields existed stay the same).
+    model = {k: v for k, v in asdict(cfg.model).items() if not k.startswith("probe_")}
+    spec = {"format": CACHE_FORMAT, "data": asdict(cfg.data), "model": model, "start": start,
             "seed": cfg.train.seed if random_init else None}
     if cfg.model.init_from:  # the weights file, not just its name
         from .model import init_weights_path

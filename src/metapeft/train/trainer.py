@@ -37,9 +37,10 @@ from .evaluate import evaluate
 from .heads import init_head_from_class_means
 from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
-from .optim import build_optimizer, cosine_schedule, head_param_groups
+from .optim import build_optimizer, cosine_schedule, head_param_groups, layer_decay_groups
 from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches, train_loader
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
+from .probe import ProbeFit, fit_probe
 from .runlog import RunLog
 from .selection import ModelSelection
 from .state import EpochStats, TrainState
@@ -75,6 +76,7 @@ class RunParts:
     preflight: rundir.Preflight   # the run-directory checks' findings (resume checkpoint, notes)
     selector: ModelSelection      # best-by-validation epoch (with train.val_holdout), or a no-op
     resuming: bool
+    head_fit: ProbeFit | None = None  # the probe fit of model.head_init=probe (fresh starts only)
 
 
 def seed_everything(seed: int) -> None:
@@ -132,16 +134,25 @@ class Trainer:
             net = SuffixModel(model, start)
             log.info(f"frozen prefix cached: blocks 0..{start - 1} run once per image, not every step")
         resuming = pre.saved is not None
-        if not resuming and cfg.model.head_init == "class_mean":
+        head_fit = None  # only on a fresh start: a resumed run loads its head from the checkpoint
+        if not resuming and cfg.model.head_init in ("class_mean", "probe"):
             feats, labels = extract_features(net, eval_loader(data.train, data, cfg, device))
-            init_head_from_class_means(model.get_classifier(), feats, labels)
+            if cfg.model.head_init == "probe":  # LP-FT: a probe fitted to convergence first (train/probe.py)
+                m = cfg.model
+                head_fit = fit_probe(model.get_classifier(), feats, labels, l2=m.probe_l2, loss=m.probe_loss,
+                                     iters=m.probe_iters)
+                log.info(f"head init: probe fit ({head_fit.head}, {head_fit.loss}, l2 {head_fit.l2:g}) loss "
+                         f"{head_fit.loss_before:.4f} -> {head_fit.loss_after:.4f}, train balanced "
+                         f"{100 * head_fit.train_balanced:.1f} % in {head_fit.wall_s:.1f} s")
+            else:
+                init_head_from_class_means(model.get_classifier(), feats, labels)
         loader = train_loader(data, cfg, device)
         if len(loader) // t.grad_accum < 1:
             raise DataError(f"train set of {len(data.train)} images gives no full step of batch {t.batch_size}")
         step = self._build_step(model, net, data, len(loader) // t.grad_accum, env, device, log)
         selector = ModelSelection(cfg, data.selection, self.out, is_main=env.is_main)
         return RunParts(env, device, log, started, data, model, net, start, summary, loader, step, step.state,
-                        pre, selector, resuming)
+                        pre, selector, resuming, head_fit)
 
     def _build_step(self, model: nn.Module, net: nn.Module, data: RunData, steps_per_epoch: int, env: DistEnv,
                     device: torch.device, log: RunLog) -> TrainStep:
@@ -167,8 +178,13 @@ class Trainer:
             if settings.calibrate and settings.calib_probe:
                 x, y = calibration_probe(data, cfg, device, settings.calib_probe)
                 sizer.set_probe(env.shard(x), env.shard(y))
-        optimizer = build_optimizer(sizer.optimizer_groups() if sizer else
-                                    head_param_groups(list(phi.values()), model.get_classifier(), t), t)
+        if sizer:
+            groups = sizer.optimizer_groups()
+        elif t.layer_decay is not None:  # the full fine-tune recipe: per-block lrs
+            groups = layer_decay_groups(phi, model, t)
+        else:
+            groups = head_param_groups(list(phi.values()), model.get_classifier(), t)
+        optimizer = build_optimizer(groups, t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
         return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
                          env=env, log=log)
@@ -252,7 +268,11 @@ class Trainer:
     def _finish(self, run: RunParts) -> RunResult:
         """Best-by-validation model, γ report (and pruning), final evaluation, gamma.json / export / metrics.json."""
         cfg = self.cfg
-        chosen = run.selector.restore(run.model, cfg.train.epochs)  # the best epoch, when there is a hold-out
+        if cfg.train.epochs == 0:  # nothing trained: the initialised head (e.g. a probe fit) is the model
+            chosen = {"model": "head_init", "epoch": 0,
+                      "reason": f"train.epochs=0 (model.head_init={cfg.model.head_init})"}
+        else:
+            chosen = run.selector.restore(run.model, cfg.train.epochs)  # the best epoch, when there is a hold-out
         report = gamma_report(run.model, cfg.meta.prune_threshold) if cfg.peft.has_gamma else None
         if report is not None and cfg.meta.prune and report.below_threshold:
             run.log.info(f"pruning {prune_sites(run.model, report.below_threshold)} sites with |γ| < "
@@ -282,6 +302,9 @@ class Trainer:
                          "meta_interval": meta.interval if meta else None,
                          "meta_skipped": meta.state.skipped if meta else 0, "world_size": run.env.world,
                          "prefix_cached_blocks": run.prefix_blocks}
+        if cfg.model.head_init == "probe":
+            result["run"]["head_init"] = (run.head_fit.to_dict() if run.head_fit is not None
+                                          else {"kind": "probe", "fit": "before the resume (see the first log)"})
         if run.step.sizer is not None:
             rep = run.step.sizer.report()
             result["run"]["stepsize"] = {k: rep[k] for k in ("reference_lr", "lr_cliff", "multipliers", "effective_lr",
