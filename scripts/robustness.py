@@ -98,7 +98,7 @@ def plot(methods: dict[str, list[dict]], reference: list[dict] | None, path: Pat
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--method", action="append", default=[], metavar="LABEL=DIR", help="runs of one method")
+    ap.add_argument("--method", action="append", default=[], metavar="LABEL=DIR", help="runs of one method (repeat a LABEL to pool several dirs)")
     ap.add_argument("--select", type=Path, help="hold-out selection sweep of the plain baseline")
     ap.add_argument("--reference", type=Path, help="the picked config retrained with fresh seeds")
     ap.add_argument("--plot", type=Path)
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     methods: dict[str, list[dict]] = {}
     for item in args.method:
         label, _, d = item.partition("=")
-        methods[label] = [record(p) for p in run_dirs(Path(d))]
+        methods.setdefault(label, []).extend(record(p) for p in run_dirs(Path(d)))  # a label may repeat
     if args.select:
         sel = [record(p) for p in run_dirs(args.select)]
         best = pick_on_holdout(sel)

@@ -38,3 +38,15 @@ def test_holdout_pick_reference_and_paired_gaps(tmp_path):
     assert cells[1:4] == ["0.1", "4", "2"]
     assert cells[6] == "-1.5 (-1.0 / -2.0)" and cells[7] == "+2.0 (+2.0 / +2.0)"
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_a_repeated_label_pools_its_dirs_and_a_null_head_lr_mult_reads_as_1(tmp_path):
+    _run(tmp_path / "lr/cells/a", 0.1, 4, 0, 0.5, 0.4)
+    _run(tmp_path / "scale/cells/b", 0.01, 16, 0, 0.6, 0.5)
+    cfg = yaml.safe_load((tmp_path / "scale/cells/b/config.yaml").read_text())
+    cfg["train"]["head_lr_mult"] = None
+    (tmp_path / "scale/cells/b/config.yaml").write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--method", f"M={tmp_path / 'lr'}", "--method",
+                          f"M={tmp_path / 'scale'}"], capture_output=True, text=True, check=True).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| M |")]
+    assert [r.split("|")[2].strip() for r in rows] == ["0.01", "0.1"]
