@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"hold-out pick: lr {best['lr']:g}, α/r {best['scale']:g}, head_lr_mult {best['head_lr_mult']:g} "
               f"(val balanced {100 * best['val_balanced']:.1f}; {len(sel)} selection runs, {cost / 60:.0f} min)")
         top = max(sel, key=lambda r: r["balanced"])
-        print(f"upper bound, picked on TEST: lr {top['lr']:g}, α/r {top['scale']:g} ({100 * top['balanced']:.1f})")
+        print(f"upper bound, picked on TEST: lr {top['lr']:g}, α/r {top['scale']:g}, head_lr_mult "
+              f"{top['head_lr_mult']:g} ({100 * top['balanced']:.1f})")
     reference = [record(p) for p in run_dirs(args.reference)] if args.reference else None
     if reference:
         print(f"tuned plain, retrained: balanced {fmt_pm([r['balanced'] for r in reference])}, "
