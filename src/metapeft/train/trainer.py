@@ -184,6 +184,7 @@ class Trainer:
         step = run.step
         saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta or step.sizer)
         run.state = step.state = TrainState.from_dict(saved)
+        step.precision.load_state_dict(run.state.loss_scaler or {})  # fp16: resume with the scale it had
         run.log.info(f"resumed from {run.preflight.checkpoint} (epoch {run.state.epoch}, step {run.state.step})")
 
     def _begin_writing(self, run: RunParts) -> None:
@@ -241,6 +242,7 @@ class Trainer:
         state.history.append(row)
         state.epoch = epoch + 1
         state.scheduler = step.scheduler.state_dict()
+        state.loss_scaler = step.precision.state_dict() or None
         if run.env.is_main:
             run.log.append_csv("history.csv", row)
             ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=run.model, optimizer=step.optimizer,
