@@ -44,6 +44,11 @@ class DataConfig:
     eval_crop: float | None = field(default=None, metadata=spec(
         "evaluation centre crop, share of the shorter side (0.875 = the 256→224 recipe); null = 1.0 (resize only)",
         gt=0, le=1))
+    ram_budget_gb: float | None = field(default=None, metadata=spec(
+        "folder/list formats: a split whose decoded size exceeds this is read lazily in DataLoader workers (same "
+        "batches) instead of decoded into RAM; null = a quarter of the machine's RAM", gt=0))
+    workers: int | None = field(default=None, metadata=spec(
+        "DataLoader workers decoding a lazily read split; null = min(8, cores - 1)", ge=1))
     options: dict[str, Any] = field(default_factory=dict, metadata=spec("extra format kwargs (list files, ...)"))
 
     def __post_init__(self) -> None:
