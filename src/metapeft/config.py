@@ -188,6 +188,12 @@ class TrainConfig:
         "compute precision of inner steps, meta steps and evaluation (weights, losses, γ stay fp32; fp16 uses a "
         "GradScaler); null = bf16 on a CUDA GPU that supports it, else fp32 (bf16 is slower on CPUs without AMX)"))
     tf32: bool | None = field(default=None, metadata=spec("TF32 matmuls on CUDA; null = on (no effect on CPU)"))
+    compile: bool | None = field(default=None, metadata=spec(
+        "torch.compile the model for ordinary inner steps (meta steps and evaluation stay eager); null = off "
+        "(bench/compile_channels_last.py: no gain on the CPU measured so far)"))
+    channels_last: bool | None = field(default=None, metadata=spec(
+        "channels-last memory format for the patch-embedding convolution and its input; null = off (a ViT has "
+        "one convolution: measured no gain)"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "train")

@@ -50,6 +50,12 @@ class TrainStep:
             device = self.phi[0].device if self.phi else torch.device("cpu")
             precision = Precision(resolve_precision(cfg.precision, cfg.bf16, device), device)
         self.precision = precision
+        # What an ordinary inner step calls: the compiled model with train.compile (exact up to float rounding;
+        # look-ahead steps differentiate twice and toggle γ's requires_grad, so they always run eager).
+        self.forward = torch.compile(net) if cfg.compile else net
+        self.channels_last = bool(cfg.channels_last)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)  # only 4-d weights change: the patch-embedding conv
         if meta is not None:
             meta.precision = precision  # meta steps run in the same precision (and fp16 loss scale)
 
@@ -75,9 +81,11 @@ class TrainStep:
         for j, (x, y) in enumerate(micro_batches):
             last = j == accum - 1
             lookahead = second_order and last  # only this micro-batch's graph is differentiated twice
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with _lookahead_mode(meta, self.net) if lookahead else contextlib.nullcontext():
                 with prec.autocast():
-                    loss = self.criterion(self.net(x), y)
+                    loss = self.criterion((self.net if lookahead else self.forward)(x), y)
                 losses.append(loss.detach().float())
                 if meta_now and last:  # a meta step is never taken after a non-finite loss
                     checked = env.mean_scalars(losses).tolist()  # the mean over ranks: every rank skips alike
