@@ -190,10 +190,10 @@ class TrainConfig:
     tf32: bool | None = field(default=None, metadata=spec("TF32 matmuls on CUDA; null = on (no effect on CPU)"))
     compile: bool | None = field(default=None, metadata=spec(
         "torch.compile the model for ordinary inner steps (meta steps and evaluation stay eager); null = off "
-        "(bench/compile_channels_last.py: no gain on the CPU measured so far)"))
+        "(not yet shown to pay: bench/compile_channels_last.py)"))
     channels_last: bool | None = field(default=None, metadata=spec(
         "channels-last memory format for the patch-embedding convolution and its input; null = off (a ViT has "
-        "one convolution: measured no gain)"))
+        "one convolution; not yet shown to pay: bench/compile_channels_last.py)"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "train")
