@@ -421,6 +421,12 @@ def main() -> None:
         for n in evals:
             eval_rows.append({"size": size, "variant": n, **es[n], "ratio": es[n]["ips"] / es["bare backbone"]["ips"],
                               "diff": diff if n == "ours merged" else None})
+        by = {r["variant"]: r for r in train_rows if r["size"] == size}
+        fair = list(peft_qkv_ranks(args.rank))[-2 if len(peft_qkv_ranks(args.rank)) > 2 else 0]
+        merged_ratio = es["ours merged"]["ips"] / es["bare backbone"]["ips"]
+        print(f"[{size} px done] ours {by['ours']['ips']:.1f} img/s, {fair} {by[fair]['ips']:.1f} img/s, "
+              f"ratio {by[fair]['ratio']:.2f}x; merged ÷ bare {merged_ratio:.2f}x",
+              file=sys.stderr, flush=True)  # a partial result survives an interrupted long run
         del trainees, merged, ours, bare
         gc.collect()
 
