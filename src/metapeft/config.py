@@ -44,6 +44,11 @@ class DataConfig:
     eval_crop: float | None = field(default=None, metadata=spec(
         "evaluation centre crop, share of the shorter side (0.875 = the 256→224 recipe); null = 1.0 (resize only)",
         gt=0, le=1))
+    ram_budget_gb: float | None = field(default=None, metadata=spec(
+        "folder/list formats: a split whose decoded size exceeds this is read lazily in DataLoader workers (same "
+        "batches) instead of decoded into RAM; null = a quarter of the machine's RAM", gt=0))
+    workers: int | None = field(default=None, metadata=spec(
+        "DataLoader workers decoding a lazily read split; null = min(8, cores - 1)", ge=1))
     options: dict[str, Any] = field(default_factory=dict, metadata=spec("extra format kwargs (list files, ...)"))
 
     def __post_init__(self) -> None:
@@ -170,7 +175,7 @@ class TrainConfig:
     la_tau: float = field(default=1.0, metadata=spec("logit-adjustment temperature τ", ge=0))
     focal_gamma: float = field(default=2.0, metadata=spec("focal loss γ", ge=0))
     clip_grad: float | None = field(default=None, metadata=spec("clip the gradient norm of φ", gt=0))
-    bf16: bool = field(default=False, metadata=spec("bf16 autocast (slow on CPUs without AMX)"))
+    bf16: bool = field(default=False, metadata=spec("bf16 autocast (legacy switch: train.precision=bf16)"))
     seed: int = field(default=0, metadata=spec("seed of init, data order, augmentation, meta sampling",
                                                ge=0, lt=2**32))
     eval_every: int = field(default=0, metadata=spec("evaluate on test every N epochs (0: at the end)", ge=0))
@@ -194,6 +199,17 @@ class TrainConfig:
         "write export/merged.safetensors (the whole backbone, for plain timm); null = yes, but not in sweep cells"))
     export_onnx: bool | None = field(default=None, metadata=spec(
         "write export/model.onnx (the whole classifier); null = yes, but not in sweep cells"))
+    # Issue 15 (GPU scale). New fields default to None (= the documented default): old run dirs resume unchanged.
+    precision: Literal["fp32", "bf16", "fp16"] | None = field(default=None, metadata=spec(
+        "compute precision of inner steps, meta steps and evaluation (weights, losses, γ stay fp32; fp16 uses a "
+        "GradScaler); null = bf16 on a CUDA GPU that supports it, else fp32 (bf16 is slower on CPUs without AMX)"))
+    tf32: bool | None = field(default=None, metadata=spec("TF32 matmuls on CUDA; null = on (no effect on CPU)"))
+    compile: bool | None = field(default=None, metadata=spec(
+        "torch.compile the model for ordinary inner steps (meta steps and evaluation stay eager); null = off "
+        "(not yet shown to pay: bench/compile_channels_last.py)"))
+    channels_last: bool | None = field(default=None, metadata=spec(
+        "channels-last memory format for the patch-embedding convolution and its input; null = off (a ViT has "
+        "one convolution; not yet shown to pay: bench/compile_channels_last.py)"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "train")

@@ -1,12 +1,13 @@
-"""Fields added by issue 13 default to None, so a sweep started before them still resumes."""
+"""Fields added by issues 13 and 15 default to None, so a sweep started before them still resumes."""
 
 from __future__ import annotations
 
 from metapeft.experiments.cellconfig import resolve_base
 from metapeft.experiments.manifest import _diff
 
-NEW = {"data": ("rs_augment", "eval_crop"),
-       "train": ("export_merged", "export_onnx", "select_metric", "eval_split")}
+NEW = {"data": ("rs_augment", "eval_crop", "ram_budget_gb", "workers"),
+       "train": ("export_merged", "export_onnx", "select_metric", "eval_split", "precision", "tf32", "compile",
+                 "channels_last")}
 
 
 def test_an_old_manifest_without_the_new_fields_is_compatible(tiny_run):

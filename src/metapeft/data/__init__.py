@@ -10,15 +10,16 @@ from .groups import class_groups_from_counts, class_groups_from_names, load_grou
 from .imageset import GROUP_NAMES, ImageSet, LTDataset, RawData
 from .loader import BatchLoader
 from .longtail import class_order, default_n_max, long_tail_counts, long_tail_indices
-from .registry import DATASETS, load_dataset, register_dataset
+from .lazy import LazyImages
+from .registry import DATASETS, accepts_option, load_dataset, register_dataset
 from .roots import ENV_VAR, DataError, resolve_data_root
 from .samplers import ClassBalancedSampler
 from .splits import seeded_generator, stratified_holdout, stratified_split
 
 __all__ = [
     "BUNDLED", "DATASETS", "ENV_VAR", "GROUP_NAMES",
-    "BatchAugment", "BatchLoader", "ClassBalancedSampler", "DataError", "ImageSet", "LTDataset", "RawData",
-    "class_groups_from_counts", "class_groups_from_names", "class_order", "default_n_max", "load_dataset", "load_group_file",
+    "BatchAugment", "BatchLoader", "ClassBalancedSampler", "DataError", "ImageSet", "LTDataset", "LazyImages",
+    "RawData", "accepts_option", "class_groups_from_counts", "class_groups_from_names", "class_order", "default_n_max", "load_dataset", "load_group_file",
     "long_tail_counts", "long_tail_indices", "random_resized_crop_boxes", "register_dataset",
     "resolve_data_root", "seeded_generator", "shipped_groups", "stratified_holdout", "stratified_split",
 ]

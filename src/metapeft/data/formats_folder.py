@@ -9,6 +9,7 @@ import torch
 
 from .decode import IMAGE_EXTENSIONS, cached, decode_files, file_stamp
 from .imageset import ImageSet, RawData, harmonise_splits
+from .lazy import LazyImages, decoded_bytes, default_ram_budget_gb
 from .roots import DataError
 
 __all__ = ["load_imagefolder", "scan_tree", "decode_to_imageset"]
@@ -41,9 +42,15 @@ def scan_tree(tree: Path) -> tuple[list[str], list[Path], list[str]]:
 
 
 def decode_to_imageset(files: list[Path], labels: list[int], *, image_size: int | None, cache_dir: str | Path | None,
-                       names: list[str] | None = None, percentile: float | None = None) -> ImageSet:
-    """Decode ``files`` once (thread pool), optionally through the memory-mapped cache."""
+                       names: list[str] | None = None, percentile: float | None = None,
+                       ram_budget_gb: float | None = None) -> ImageSet:
+    """Decode ``files`` once (thread pool), optionally through the memory-mapped cache; or, when the decoded
+    set would exceed ``ram_budget_gb`` (null: a quarter of the RAM), keep the files and decode on demand."""
     names = [str(f) for f in files] if names is None else names
+    budget = default_ram_budget_gb() if ram_budget_gb is None else ram_budget_gb
+    if files and decoded_bytes(files, image_size) > budget * 2**30:
+        return ImageSet(LazyImages(files, image_size, percentile=percentile), torch.as_tensor(labels, dtype=torch.long),
+                        names)
     key = ["imageset-v2", image_size, percentile, *file_stamp(files)]  # v2: 16/32-bit images rescaled, not clipped
     images = cached(cache_dir, key, lambda: decode_files(files, image_size=image_size, names=names,
                                                          percentile=percentile))
@@ -59,6 +66,7 @@ def load_imagefolder(
     train_dir: str = "train",
     test_dir: str | None = None,
     percentile: float | None = None,
+    ram_budget_gb: float | None = None,
 ) -> RawData:
     """Load an ImageFolder dataset.
 
@@ -73,6 +81,8 @@ def load_imagefolder(
         test_dir: name of the test subdirectory (default: ``test``, else ``val``).
         percentile: 16/32-bit images (SAR, TIFF) are rescaled to 8 bit by their [p, 100 - p] percentile
             range instead of their min..max (a few bright outliers then do not darken the rest).
+        ram_budget_gb: a split whose decoded size exceeds this (default: a quarter of the RAM) is not
+            decoded up front but read lazily, batch by batch, in DataLoader workers (same batches).
 
     Classes are the sorted subdirectory names of the training tree; a test class that is not among
     them, or a training class without images, is an error.
@@ -96,7 +106,7 @@ def load_imagefolder(
     if percentile is not None and not 0 <= percentile < 50:
         raise DataError(f"imagefolder percentile = {percentile}: allowed 0 <= p < 50")
     train = decode_to_imageset(files, [index[o] for o in owners], image_size=image_size, cache_dir=cache_dir,
-                               percentile=percentile)
+                               percentile=percentile, ram_budget_gb=ram_budget_gb)
     info = {"root": str(root), "layout": layout}
     if layout == "single":
         return RawData(train, None, classes, info=info)
@@ -111,7 +121,7 @@ def load_imagefolder(
         raise DataError(f"test class folder(s) {unknown} in {test_tree} are outside the class list "
                         f"of {train_tree}: {classes}")
     test = decode_to_imageset(test_files, [index[o] for o in test_owners], image_size=image_size, cache_dir=cache_dir,
-                              percentile=percentile)
+                              percentile=percentile, ram_budget_gb=ram_budget_gb)
     train, test = harmonise_splits(train, test)
     return RawData(train, test, classes, info={**info, "split": f"official ({train_dir}/, {test_tree.name}/)"})
 

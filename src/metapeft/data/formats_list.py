@@ -70,6 +70,7 @@ def load_listfile(
     image_root: str | Path | None = None,
     image_size: int | None = None,
     cache_dir: str | Path | None = None,
+    ram_budget_gb: float | None = None,
 ) -> RawData:
     """Load images named by list files.
 
@@ -83,6 +84,7 @@ def load_listfile(
         image_root: directory the relpaths are relative to (default: root).
         image_size: resize on decode (required when images differ in size).
         cache_dir: memory-mapped cache for the decoded arrays.
+        ram_budget_gb: a split above this decoded size (default: a quarter of the RAM) is read lazily.
 
     Without class names, classes are ``"0" .. str(max label)``.
     """
@@ -113,7 +115,8 @@ def load_listfile(
         for f, (rel, _, no) in zip(files, rows):
             if not f.is_file():
                 raise DataError(f"{lst}:{no}: image file not found: {f}")
-        sets[split] = decode_to_imageset(files, [lab for _, lab, _ in rows], image_size=image_size, cache_dir=cache_dir)
+        sets[split] = decode_to_imageset(files, [lab for _, lab, _ in rows], image_size=image_size, cache_dir=cache_dir,
+                                           ram_budget_gb=ram_budget_gb)
     train, test = sets["train"], sets.get("test")
     if test is not None:
         train, test = harmonise_splits(train, test)

@@ -16,10 +16,11 @@ GROUP_NAMES = ("many", "medium", "few")
 
 @dataclass
 class ImageSet:
-    """Decoded images kept in memory.
+    """Decoded images kept in memory (or, above the RAM budget, files decoded on demand).
 
     Attributes:
-        images: uint8 tensor [N, C, H, W], C = 1 (grayscale/SAR) or 3 (RGB), all images one size.
+        images: uint8 tensor [N, C, H, W], C = 1 (grayscale/SAR) or 3 (RGB), all images one size; or a
+            :class:`~metapeft.data.lazy.LazyImages` that decodes the rows it is asked for.
         labels: int64 tensor [N], class indices.
         files: optional source name per row (used to name the culprit in error messages).
     """
@@ -29,7 +30,8 @@ class ImageSet:
     files: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or self.images.dtype != torch.uint8 or self.images.dim() != 4:
+        tensor = isinstance(self.images, torch.Tensor) and self.images.dtype == torch.uint8 and self.images.dim() == 4
+        if not (tensor or self.lazy):
             got = getattr(self.images, "dtype", type(self.images))
             shape = tuple(getattr(self.images, "shape", ()))
             raise DataError(f"ImageSet.images must be a uint8 tensor [N, C, H, W]; got {got} with shape {shape}")
@@ -45,6 +47,13 @@ class ImageSet:
         return int(self.labels.numel())
 
     @property
+    def lazy(self) -> bool:
+        """Decoded on demand (:class:`~metapeft.data.lazy.LazyImages`), not held in memory."""
+        from .lazy import LazyImages
+
+        return isinstance(self.images, LazyImages)
+
+    @property
     def channels(self) -> int:
         return int(self.images.shape[1])
 
@@ -56,7 +65,8 @@ class ImageSet:
         """Rows ``idx`` (a new ImageSet; images are copied, so the parent can be freed)."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         files = [self.files[i] for i in idx.tolist()] if self.files is not None else None
-        return ImageSet(self.images[idx].contiguous(), self.labels[idx].clone(), files)
+        images = self.images.subset(idx) if self.lazy else self.images[idx].contiguous()
+        return ImageSet(images, self.labels[idx].clone(), files)
 
     def class_counts(self, num_classes: int) -> torch.Tensor:
         """Samples per class, LongTensor [num_classes]."""

@@ -57,6 +57,15 @@ def _accepted(loader: Loader) -> set[str] | None:
     return {p.name for p in params}
 
 
+def accepts_option(name: str, option: str) -> bool:
+    """Whether dataset ``name``'s loader takes ``option`` (a forwarding ``**kwargs`` loader counts as yes)."""
+    loader = DATASETS.get(name.lower())
+    if loader is None:
+        return False
+    accepted = _accepted(loader)
+    return accepted is None or option in accepted
+
+
 def _cap_per_class(labels: torch.Tensor, cap: int, seed: int) -> torch.Tensor:
     g = seeded_generator(9, seed)
     keep = []

@@ -29,14 +29,14 @@ Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 @dataclass
 class HypergradResult:
     grads: list[torch.Tensor]   # one per γ parameter
-    val_loss: float
+    val_loss: torch.Tensor   # 0-d, on the device: read back with the step's other numbers (one transfer)
 
 
 def first_order(model: nn.Module, gammas: Sequence[nn.Parameter], outer_loss: Loss,
                 x_val: torch.Tensor, y_val: torch.Tensor) -> HypergradResult:
     loss = outer_loss(model(x_val), y_val)
     grads = torch.autograd.grad(loss, list(gammas), allow_unused=True)
-    return HypergradResult(_fill(grads, gammas), loss.item())
+    return HypergradResult(_fill(grads, gammas), loss.detach())
 
 
 def unrolled(model: nn.Module, phi: dict[str, nn.Parameter], gammas: Sequence[nn.Parameter],
@@ -46,7 +46,7 @@ def unrolled(model: nn.Module, phi: dict[str, nn.Parameter], gammas: Sequence[nn
     looked_ahead = {name: p - inner_lr * g for (name, p), g in zip(phi.items(), train_grads)}
     loss = outer_loss(functional_call(model, looked_ahead, (x_val,)), y_val)
     grads = torch.autograd.grad(loss, list(gammas), allow_unused=True)
-    return HypergradResult(_fill(grads, gammas), loss.item())
+    return HypergradResult(_fill(grads, gammas), loss.detach())
 
 
 def neumann(model: nn.Module, phi: dict[str, nn.Parameter], gammas: Sequence[nn.Parameter],
@@ -67,7 +67,7 @@ def neumann(model: nn.Module, phi: dict[str, nn.Parameter], gammas: Sequence[nn.
     mixed = torch.autograd.grad(train_grads, list(gammas), grad_outputs=[inner_lr * a for a in acc],
                                 allow_unused=True)
     grads = [d - m for d, m in zip(direct, _fill(mixed, gammas))]
-    return HypergradResult(grads, loss.item())
+    return HypergradResult(grads, loss.detach())
 
 
 def _zero_if_none(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,7 @@ class MetaStepResult:
     grad_norm: float
     skipped: bool = False
     reason: str = ""
+    gamma: list[float] = field(default_factory=list)  # each site's γ after the step (read in the same transfer)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class MetaLearner:
             self.optimizer = torch.optim.SGD(self.gammas, lr=cfg.lr, momentum=cfg.momentum,
                                              weight_decay=cfg.weight_decay)
         self.state = MetaState()
+        self.precision = None  # a train.precision.Precision, set by TrainStep (None: fp32)
 
     @property
     def needs_graph(self) -> bool:
@@ -118,32 +120,45 @@ class MetaLearner:
               inner_lr: float, val_batch: tuple[torch.Tensor, torch.Tensor]) -> MetaStepResult:
         x_val, y_val = val_batch
         mode = self.cfg.hypergrad
-        if mode == "first_order":
-            res = hg.first_order(self.model, self.gammas, self.outer_loss, x_val, y_val)
-        elif mode == "unrolled":
-            res = hg.unrolled(self.model, phi, self.gammas, train_grads, inner_lr, self.outer_loss, x_val, y_val)
-        else:
-            res = hg.neumann(self.model, phi, self.gammas, train_grads, inner_lr, self.outer_loss, x_val, y_val,
-                             terms=self.cfg.neumann_terms)
+        prec = self.precision
+        # fp16: scale the outer loss so small hypergradients do not underflow. Not in second-order modes: their
+        # look-ahead graph already carries the inner loss scale, and the two scales together overflow fp16.
+        scale = prec.loss_scale() if prec is not None and mode == "first_order" else 1.0
+        outer = self.outer_loss if scale == 1.0 else (lambda z, y: self.outer_loss(z, y) * scale)
+        with prec.autocast() if prec is not None else contextlib.nullcontext():
+            if mode == "first_order":
+                res = hg.first_order(self.model, self.gammas, outer, x_val, y_val)
+            elif mode == "unrolled":
+                res = hg.unrolled(self.model, phi, self.gammas, train_grads, inner_lr, outer, x_val, y_val)
+            else:
+                res = hg.neumann(self.model, phi, self.gammas, train_grads, inner_lr, outer, x_val, y_val,
+                                 terms=self.cfg.neumann_terms)
+        if scale != 1.0:
+            res.grads, res.val_loss = [g / scale for g in res.grads], res.val_loss / scale
         self.state.steps += 1
         res.grads = self.reduce([g.clone() for g in res.grads])
-        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in res.grads))
-        result = MetaStepResult(self.state.steps, res.val_loss, norm)
-        if not (math.isfinite(norm) and math.isfinite(res.val_loss)):
+        # One transfer: the val loss and each γ gradient's squared norm (summed on the host, as before).
+        read = torch.stack([res.val_loss.float().reshape(()), *(g.pow(2).sum() for g in res.grads)]).tolist()
+        val_loss, norm = read[0], math.sqrt(sum(read[1:]))
+        result = MetaStepResult(self.state.steps, val_loss, norm)
+        if not (math.isfinite(norm) and math.isfinite(val_loss)):
             return self._skip(result, "non-finite hypergradient or val loss")
-        backup = [g.detach().clone() for g in self.gammas]
+        backup = [g.detach().clone() for g in self.gammas]  # γ: one scalar per site, a copy costs nothing
         for p, g in zip(self.gammas, res.grads):
             p.grad = g.to(p.dtype)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         project_gammas(self.model)
-        if not all(torch.isfinite(p).all() for p in self.gammas):
+        # One transfer: every site's γ (trace, TensorBoard) and whether all γ are finite.
+        finite = torch.stack([torch.isfinite(p).all() for p in self.gammas]).all()
+        *gamma, ok = torch.cat([self._gamma_tensor(), finite.to(torch.float32).reshape(1)]).tolist()
+        if not ok:
             with torch.no_grad():
                 for p, b in zip(self.gammas, backup):
                     p.copy_(b)
             return self._skip(result, "non-finite γ after the update (rolled back)")
-        self.state.trace.append({"step": result.step, "val_loss": res.val_loss, "grad_norm": norm,
-                                 "gamma": self.gamma_values()})
+        result.gamma = gamma
+        self.state.trace.append({"step": result.step, "val_loss": val_loss, "grad_norm": norm, "gamma": gamma})
         return result
 
     def _skip(self, result: MetaStepResult, reason: str) -> MetaStepResult:
@@ -153,8 +168,11 @@ class MetaLearner:
         return result
 
     def gamma_values(self) -> list[float]:
-        """Each site's γ as one number (:meth:`Modulator.site_value`), in site order."""
-        return [m.site_value() for m in modulators(self.model).values()]
+        """Each site's γ as one number (:meth:`Modulator.site_value`), in site order (one host transfer)."""
+        return self._gamma_tensor().tolist()
+
+    def _gamma_tensor(self) -> torch.Tensor:
+        return torch.stack([m.site_tensor().float() for m in modulators(self.model).values()])
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "steps": self.state.steps, "skipped": self.state.skipped,

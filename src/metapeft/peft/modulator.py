@@ -66,12 +66,16 @@ class Modulator(nn.Module):
         return delta * self.value()
 
     def site_value(self) -> float:
-        """The site's γ as one number — the one definition of "a site's γ" / "mean γ" everywhere
+        """:meth:`site_tensor` as a Python number (one host sync: gather many with ``torch.stack`` instead)."""
+        return float(self.site_tensor())
+
+    def site_tensor(self) -> torch.Tensor:
+        """The site's γ as one 0-d tensor — the one definition of "a site's γ" / "mean γ" everywhere
         (gamma.json, the γ trace, history.csv, TensorBoard): γ itself when scalar (its sign says
         the branch is inverted), the mean of |γ| over channels when per-channel (signed channel
         values would cancel in a mean and hide the site's strength)."""
         v = self.value().detach()
-        return float(v) if v.dim() == 0 else float(v.abs().mean())
+        return v if v.dim() == 0 else v.abs().mean()
 
     @torch.no_grad()
     def project(self) -> None:

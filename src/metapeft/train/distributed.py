@@ -10,6 +10,10 @@ shard the val batch; averaging per-rank hypergradients is exact for ``first_orde
 mean-decomposable outer loss (``ce``, ``la``). With ``balanced_ce`` (per-class means of a shard)
 or ``unrolled`` (each rank looks ahead with its local train gradient) it is an average of
 per-shard estimates, not the full-batch value.
+
+Devices: every collective gets tensors on the device of its inputs (the model's), never a host
+tensor: NCCL handles CUDA tensors only, and a host tensor would also cost a sync. Scalars travel
+batched with the gradients (one flat all-reduce per step, see ``TrainStep``), not one call each.
 """
 
 from __future__ import annotations
@@ -73,20 +77,27 @@ class DistEnv:
             i += t.numel()
         return tensors
 
-    def mean_scalar(self, value: float) -> float:
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(t)
-        return float(t) / self.world
+    def mean_scalars(self, values: list[torch.Tensor]) -> torch.Tensor:
+        """The rank mean of 0-d tensors as one 1-d tensor, on their device (one all-reduce, no host sync)."""
+        flat = torch.stack([v.detach().reshape(()) for v in values])
+        return self.mean_([flat])[0]
 
     def gather_cat(self, t: torch.Tensor) -> torch.Tensor:
-        """Concatenate a tensor from all ranks in rank order (sizes may differ)."""
+        """Concatenate a tensor from all ranks in rank order (sizes along dim 0 may differ).
+
+        Two tensor collectives on ``t``'s device (the sizes, then the padded parts), so NCCL works.
+        """
         if not self.enabled:
             return t
-        parts: list = [None] * self.world
-        dist.all_gather_object(parts, t.cpu())
-        return torch.cat(parts)
+        size = torch.tensor([t.shape[0]], device=t.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world)]
+        dist.all_gather(sizes, size)
+        counts = [int(s) for s in sizes]  # evaluation only: one transfer per gather is fine
+        padded = t.new_zeros((max(counts), *t.shape[1:]))
+        padded[:t.shape[0]] = t
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded.contiguous())
+        return torch.cat([p[:n] for p, n in zip(parts, counts)])
 
     def barrier(self) -> None:
         if self.enabled:

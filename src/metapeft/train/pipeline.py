@@ -9,8 +9,8 @@ import torch
 
 from ..config import RunConfig
 from ..data import (
-    BatchAugment, BatchLoader, ClassBalancedSampler, ImageSet, LTDataset, load_dataset, seeded_generator,
-    stratified_holdout,
+    BatchAugment, BatchLoader, ClassBalancedSampler, ImageSet, LTDataset, accepts_option, load_dataset,
+    seeded_generator, stratified_holdout,
 )
 
 
@@ -28,9 +28,12 @@ class RunData:
 
 def load_run_dataset(cfg: RunConfig) -> LTDataset:
     d = cfg.data
+    extra = dict(d.options)
+    if d.ram_budget_gb is not None and accepts_option(d.name, "ram_budget_gb"):  # bundled arrays: not decoded
+        extra.setdefault("ram_budget_gb", d.ram_budget_gb)
     return load_dataset(d.name, d.root, imbalance_ratio=d.imbalance_ratio, seed=d.split_seed,
                         test_fraction=d.test_fraction, group_thresholds=tuple(d.group_thresholds),
-                        max_per_class=d.max_per_class, image_size=d.image_size, **d.options)
+                        max_per_class=d.max_per_class, image_size=d.image_size, **extra)
 
 
 def split_train(cfg: RunConfig, train):
@@ -66,11 +69,12 @@ def prepare_data(cfg: RunConfig, mean, std, ds: LTDataset | None = None) -> RunD
 def train_loader(data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:
     micro = cfg.train.batch_size // cfg.train.grad_accum
     return BatchLoader(data.train, micro, shuffle=True, drop_last=True, transform=data.train_tf,
-                       seed=cfg.train.seed, device=device)
+                       seed=cfg.train.seed, device=device, workers=cfg.data.workers)
 
 
 def eval_loader(images: ImageSet, data: RunData, cfg: RunConfig, device: torch.device) -> BatchLoader:
-    return BatchLoader(images, cfg.train.eval_batch_size, shuffle=False, transform=data.eval_tf, device=device)
+    return BatchLoader(images, cfg.train.eval_batch_size, shuffle=False, transform=data.eval_tf, device=device,
+                       workers=cfg.data.workers)
 
 
 def calibration_probe(data: RunData, cfg: RunConfig, device: torch.device, batches: int

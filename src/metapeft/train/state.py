@@ -19,18 +19,21 @@ class TrainState:
     skipped_steps: int = 0         # steps dropped for a non-finite loss / gradient / update
     history: list[dict[str, Any]] = field(default_factory=list)  # one history.csv row per finished epoch
     scheduler: dict[str, Any] | None = None  # the LR scheduler's state_dict at the last epoch end
+    loss_scaler: dict[str, Any] | None = None  # train.precision=fp16: the GradScaler's state (scale, tracker)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "skipped_steps": self.skipped_steps,
                                "history": self.history}
         if self.scheduler is not None:
             out["scheduler"] = self.scheduler
+        if self.loss_scaler is not None:
+            out["loss_scaler"] = self.loss_scaler
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
         return cls(int(data["epoch"]), int(data["step"]), int(data.get("skipped_steps", 0)),
-                   list(data.get("history", [])), data.get("scheduler"))
+                   list(data.get("history", [])), data.get("scheduler"), data.get("loss_scaler"))
 
 
 @dataclass

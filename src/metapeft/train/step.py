@@ -19,7 +19,9 @@ from ..backbones import unfused_attention
 from ..config import TrainConfig
 from ..meta import MetaLearner, MetaStepResult
 from ..meta.stepsize import StepSizeLearner
+from . import guard
 from .distributed import DistEnv
+from .precision import Precision, resolve_precision
 from .runlog import RunLog
 from .state import EpochStats, TrainState
 
@@ -38,12 +40,24 @@ class TrainStep:
     def __init__(self, net: nn.Module, phi: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module, cfg: TrainConfig,
                  state: TrainState, *, meta: MetaLearner | None = None, sizer: StepSizeLearner | None = None,
-                 env: DistEnv | None = None, log: RunLog | None = None) -> None:
+                 env: DistEnv | None = None, log: RunLog | None = None, precision: Precision | None = None) -> None:
         self.net, self.phi_named, self.phi = net, phi, list(phi.values())
         self.optimizer, self.scheduler, self.criterion = optimizer, scheduler, criterion
         self.cfg, self.state, self.meta, self.sizer = cfg, state, meta, sizer
         self.env = env or DistEnv()
         self.log = log or RunLog(Path("."), tensorboard=False, quiet=True)  # writes no file
+        if precision is None:  # built from the config, on the device of the weights
+            device = self.phi[0].device if self.phi else torch.device("cpu")
+            precision = Precision(resolve_precision(cfg.precision, cfg.bf16, device), device)
+        self.precision = precision
+        # What an ordinary inner step calls: the compiled model with train.compile (exact up to float rounding;
+        # look-ahead steps differentiate twice and toggle γ's requires_grad, so they always run eager).
+        self.forward = torch.compile(net) if cfg.compile else net
+        self.channels_last = bool(cfg.channels_last)
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)  # only 4-d weights change: the patch-embedding conv
+        if meta is not None:
+            meta.precision = precision  # meta steps run in the same precision (and fp16 loss scale)
 
     def step(self, micro_batches: Sequence[Batch], val_batches: Iterator[Batch] | None = None,
              stats: EpochStats | None = None) -> None:
@@ -51,59 +65,76 @@ class TrainStep:
 
         When a meta step is due, it runs on the last micro-batch, before φ moves, with the next
         batch of ``val_batches``. A step with a non-finite loss, gradient or update is skipped.
+
+        Host syncs: an ordinary step reads the device once (:func:`guard.probe`: the losses, the
+        gradient norm and the overflow bounds in one transfer); a meta step adds its own few.
         """
-        meta, phi, state, env = self.meta, self.phi, self.state, self.env
+        meta, phi, state, env, prec = self.meta, self.phi, self.state, self.env, self.precision
         lr = self.optimizer.param_groups[0]["lr"]  # this step's η: also the look-ahead's step size
         # Counted from 1: with meta.interval k, γ moves in the k-th, 2k-th, ... step.
         meta_now = meta is not None and meta.is_due(state.step + 1)
         second_order = meta_now and meta.needs_graph
         accum = len(micro_batches)
         result: MetaStepResult | None = None
+        losses: list[torch.Tensor] = []
+        checked: list[float] | None = None  # the rank-mean losses, when a meta step already read them
         for j, (x, y) in enumerate(micro_batches):
             last = j == accum - 1
             lookahead = second_order and last  # only this micro-batch's graph is differentiated twice
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with _lookahead_mode(meta, self.net) if lookahead else contextlib.nullcontext():
-                with _autocast(self.cfg.bf16, x.device):
-                    loss = self.criterion(self.net(x), y)
-                loss_value = env.mean_scalar(loss.item())  # the mean over ranks: every rank skips alike
-                if not math.isfinite(loss_value):
-                    self._skip("non-finite loss, step skipped")
-                    self.optimizer.zero_grad(set_to_none=True)  # drop what earlier micro-batches added
-                    if self.sizer is not None:  # ends a range test / trips the guard (restores a snapshot)
-                        self._sizer_update(loss_value)
-                    return  # no optimizer step, no step count: the schedule does not advance
+                with prec.autocast():
+                    loss = self.criterion((self.net if lookahead else self.forward)(x), y)
+                losses.append(loss.detach().float())
+                if meta_now and last:  # a meta step is never taken after a non-finite loss
+                    checked = env.mean_scalars(losses).tolist()  # the mean over ranks: every rank skips alike
+                    if not all(map(math.isfinite, checked)):
+                        return self._skip_loss(checked, stats, len(y) * env.world)
                 if lookahead:
                     # ∇φ L_train with its graph kept: the hypergradient differentiates through it (φ' = φ − η∇φ).
-                    grads = torch.autograd.grad(loss, phi, create_graph=True, allow_unused=True)
-                    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, grads)]
-                    result = meta.step(self.phi_named, grads, lr, next(val_batches))
+                    raw = torch.autograd.grad(prec.scale(loss), phi, create_graph=True, allow_unused=True)
+                    raw = [torch.zeros_like(p) if g is None else g for p, g in zip(phi, raw)]
+                    result = meta.step(self.phi_named, prec.unscale_grads(raw), lr, next(val_batches))
                     # The same gradient, detached, is φ's ordinary update: the look-ahead costs no extra forward.
-                    _accumulate(phi, [g.detach() / accum for g in grads])
-                    del grads  # frees the double-backward graph before the optimizer step
+                    _accumulate(phi, [g.detach() / accum for g in raw])
+                    del raw  # frees the double-backward graph before the optimizer step
                 else:
-                    (loss / accum).backward()  # mean over the step's micro-batches
+                    (prec.scale(loss) / accum).backward()  # mean over the step's micro-batches
                     if meta_now and last:  # first_order: ∂L_val/∂γ at the current φ, before φ moves
                         result = meta.step(self.phi_named, None, lr, next(val_batches))
-            if stats is not None:
-                stats.add(loss_value, len(y) * env.world)
         if result is not None:
             self._log_meta(result)
-        env.mean_([p.grad for p in phi if p.grad is not None])  # data-parallel: average φ's gradient
+        loss_vec = torch.stack(losses)
+        # Data-parallel: one flat all-reduce averages φ's gradient and (ordinary steps) the step's losses.
+        env.mean_([p.grad for p in phi if p.grad is not None] + ([loss_vec] if checked is None else []))
+        prec.unscale_(self.optimizer)  # fp16: the clip and the check see true gradients
         # clip_grad None → an infinite bound: the norm is still computed, for the finiteness check.
         norm = torch.nn.utils.clip_grad_norm_(phi, self.cfg.clip_grad or float("inf"))
-        if self.sizer is not None and torch.isfinite(norm) and self._sizer_update(loss_value):
+        probe = guard.probe(loss_vec if checked is None else torch.tensor(checked), norm, phi, self.optimizer)
+        loss_values, norm_value = (checked or probe[:accum]), probe[-3]
+        if not all(map(math.isfinite, loss_values)):
+            return self._skip_loss(loss_values, stats, len(micro_batches[-1][1]) * env.world)
+        if stats is not None:
+            for v, (_, y) in zip(loss_values, micro_batches):
+                stats.add(v, len(y) * env.world)
+        loss_value = loss_values[-1]
+        if self.sizer is not None and math.isfinite(norm_value) and self._sizer_update(loss_value):
             # The learner restored a snapshot (range test over, or a loss spike): this gradient belongs to
             # weights that are gone, so it is dropped; the step still counts and the schedule advances.
             self.optimizer.zero_grad(set_to_none=True)
+            prec.update()
             self.scheduler.step()
             state.step += 1
             return
-        if not torch.isfinite(norm):
-            self._skip("non-finite gradient, step skipped")
-        elif not _guarded_step(self.optimizer, phi):
+        if not math.isfinite(norm_value):
+            self._skip("fp16 gradient overflow, step skipped (loss scale lowered)" if prec.scaler is not None
+                       else "non-finite gradient, step skipped")
+        elif not _guarded_step(self.optimizer, phi, probe):
             self._skip("update made weights non-finite, rolled back (optimizer state reset)")
         else:
             self.scheduler.step()  # only a taken step advances the schedule
+        prec.update()
         self.optimizer.zero_grad(set_to_none=True)
         state.step += 1
         self.log.scalars(state.step, {"train/loss": loss_value, "train/lr": lr})
@@ -112,6 +143,20 @@ class TrainStep:
             if not res.skipped:
                 lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
                 self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
+
+    def _skip_loss(self, losses: list[float], stats: EpochStats | None, images: int) -> None:
+        """A non-finite loss: no update, no step count (the schedule does not advance); the finite
+        micro-batches before it still count in the epoch's loss, as they always did."""
+        bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
+        if stats is not None:
+            for v in losses[:bad]:
+                stats.add(v, images)
+        self._skip("non-finite loss, step skipped")
+        self.optimizer.zero_grad(set_to_none=True)  # drop what earlier micro-batches added
+        if self.precision.scaler is not None:
+            self.precision.scaler._per_optimizer_states.clear()
+        if self.sizer is not None:  # ends a range test / trips the guard (restores a snapshot)
+            self._sizer_update(losses[bad])
 
     def _sizer_update(self, loss_value: float) -> bool:
         """Let the step-size learner set this update's lrs; True when it restored a snapshot instead."""
@@ -129,7 +174,7 @@ class TrainStep:
             self.log.info(f"meta step {res.step}: skipped ({res.reason})")
             return
         values = {"meta/val_loss": res.val_loss, "meta/hypergrad_norm": res.grad_norm}
-        values.update({f"gamma/{s}": g for s, g in zip(self.meta.sites, self.meta.gamma_values())})
+        values.update({f"gamma/{s}": g for s, g in zip(self.meta.sites, res.gamma)})  # read with the step
         self.log.scalars(self.state.step, values)
 
 
@@ -141,17 +186,15 @@ def _lookahead_mode(meta: MetaLearner, net: nn.Module) -> Iterator[None]:
         yield
 
 
-def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
-    """Step, and undo it if any weight became non-finite (the divergence of Fig. 1(d))."""
-    backup = [p.detach().clone() for p in params]
-    optimizer.step()
-    if all(torch.isfinite(p).all() for p in params):
+def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], probe: list[float]) -> bool:
+    """Step; False (and rolled back) if a weight became non-finite (the divergence of Fig. 1(d)).
+
+    Within :func:`guard.update_is_safe`'s bounds an update cannot overflow, so it needs no backup.
+    """
+    if guard.update_is_safe(probe, optimizer, params):
+        optimizer.step()
         return True
-    with torch.no_grad():
-        for p, b in zip(params, backup):
-            p.copy_(b)
-    optimizer.state.clear()
-    return False
+    return guard.checked_step(optimizer, params)
 
 
 def _schedule_factor(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
@@ -162,12 +205,6 @@ def _schedule_factor(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
 def _accumulate(params: list[nn.Parameter], grads: list[torch.Tensor]) -> None:
     for p, g in zip(params, grads):
         p.grad = g.clone() if p.grad is None else p.grad + g
-
-
-def _autocast(enabled: bool, device: torch.device):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def micro_batch_groups(batches, accum: int) -> Iterator[list[Batch]]:

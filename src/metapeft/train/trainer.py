@@ -39,6 +39,7 @@ from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule, head_param_groups, layer_decay_groups
 from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches, train_loader
+from .precision import Precision, enable_tf32, resolve_precision
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .probe import ProbeFit, fit_probe
 from .runlog import RunLog
@@ -118,6 +119,7 @@ class Trainer:
         pre = rundir.preflight(self.out, cfg, self.resume)  # every run-dir check; no write before _begin_writing
         if t.threads:
             torch.set_num_threads(t.threads)
+        enable_tf32(device, t.tf32)
         seed_everything(t.seed)
         log = RunLog(self.out, tensorboard=t.tensorboard and env.is_main, quiet=self.quiet or not env.is_main)
         started = time.perf_counter()
@@ -186,8 +188,11 @@ class Trainer:
             groups = head_param_groups(list(phi.values()), model.get_classifier(), t)
         optimizer = build_optimizer(groups, t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
+        precision = Precision(resolve_precision(t.precision, t.bf16, device), device)
+        if precision.name != "fp32":
+            log.info(f"precision: {precision.name} autocast (weights, losses and γ in fp32)")
         return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
-                         env=env, log=log)
+                         env=env, log=log, precision=precision)
 
     # ------------------------------------------------------------------ resume
     def _resume(self, run: RunParts) -> None:
@@ -198,6 +203,7 @@ class Trainer:
         step = run.step
         saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta or step.sizer)
         run.state = step.state = TrainState.from_dict(saved)
+        step.precision.load_state_dict(run.state.loss_scaler or {})  # fp16: resume with the scale it had
         run.log.info(f"resumed from {run.preflight.checkpoint} (epoch {run.state.epoch}, step {run.state.step})")
 
     def _begin_writing(self, run: RunParts) -> None:
@@ -242,7 +248,8 @@ class Trainer:
             g = step.meta.gamma_values()
             row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
         scores = run.selector.epoch_end(epoch, epoch + 1 == t.epochs, run.model, lambda s: evaluate(
-            run.net, eval_loader(s, run.data, self.cfg, run.device), run.data.ds, run.env).to_dict(), run.data.test)
+            run.net, eval_loader(s, run.data, self.cfg, run.device), run.data.ds, run.env,
+            step.precision.autocast).to_dict(), run.data.test)
         row.update(scores)
         run.log.scalars(run.state.step, {k.replace("val_", "val/") if k.startswith("val_") else f"test/{k}": v
                                          for k, v in scores.items()})
@@ -254,6 +261,7 @@ class Trainer:
         state.history.append(row)
         state.epoch = epoch + 1
         state.scheduler = step.scheduler.state_dict()
+        state.loss_scaler = step.precision.state_dict() or None
         if run.env.is_main:
             run.log.append_csv("history.csv", row)
             ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=run.model, optimizer=step.optimizer,
@@ -290,11 +298,13 @@ class Trainer:
     def _final_metrics(self, run: RunParts) -> tuple[Metrics, dict]:
         """Test metrics, the model-selection split's (HPO objectives read it, never test), run info."""
         cfg, t, meta = self.cfg, self.cfg.train, run.step.meta
-        metrics = evaluate(run.net, eval_loader(run.data.test, run.data, cfg, run.device), run.data.ds, run.env)
+        autocast = run.step.precision.autocast
+        metrics = evaluate(run.net, eval_loader(run.data.test, run.data, cfg, run.device), run.data.ds, run.env,
+                           autocast)
         result = metrics.to_dict()
         if run.data.selection is not None:
             val = evaluate(run.net, eval_loader(run.data.selection, run.data, cfg, run.device), run.data.ds,
-                           run.env).to_dict()
+                           run.env, autocast).to_dict()
             result["val"] = {k: val[k] for k in (*SUMMARY_KEYS, "macro_f1")}
         result["run"] = {"wall_time_s": time.perf_counter() - run.started, "epochs": t.epochs,
                          "steps": run.state.step, "skipped_steps": run.state.skipped_steps,

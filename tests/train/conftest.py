@@ -1,0 +1,58 @@
+"""Fixtures of tests/train: ``kit``, a TrainStep on a tiny LoRA ViT for tests that look inside one step
+(collectives, host syncs, precision)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import metapeft as mp
+from metapeft.config import MetaConfig, TrainConfig
+from metapeft.meta import MetaLearner
+from metapeft.train.distributed import DistEnv
+from metapeft.train.optim import cosine_schedule
+from metapeft.train.state import TrainState
+from metapeft.train.step import TrainStep
+
+
+def make_step(make_vit, *, hypergrad: str | None = None, interval: int = 3, env: DistEnv | None = None,
+              device: str = "cpu", optimizer: str = "sgd", **train) -> TrainStep:
+    """LoRA r2 on q/v of a 2-block ViT-Tiny (12 γ-less tensors + head), SGD; a meta step every ``interval``."""
+    model = mp.apply_peft(make_vit(num_classes=5), mp.PeftConfig(method="lora", positions=["q", "v"], rank=2))
+    model = model.to(device).train()
+    with torch.no_grad():
+        for m in mp.peft.site_modules(model).values():
+            m.lora_B.weight.normal_(0, 0.1)  # non-zero branches: γ has a gradient
+    gamma_ids = {id(g) for g in mp.gamma_parameters(model)}
+    phi = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
+    opt = (torch.optim.SGD(list(phi.values()), lr=0.05, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
+           else torch.optim.AdamW(list(phi.values()), lr=1e-3))
+    meta = None
+    if hypergrad is not None:
+        meta = MetaLearner(model, MetaConfig(enabled=True, hypergrad=hypergrad, interval=interval), F.cross_entropy,
+                           reduce=(env or DistEnv()).mean_)
+    else:
+        for g in mp.gamma_parameters(model):
+            g.requires_grad_(False)
+    return TrainStep(model, phi, opt, cosine_schedule(opt, 100), torch.nn.CrossEntropyLoss(), TrainConfig(**train),
+                     TrainState(), meta=meta, env=env)
+
+
+def batch(seed: int, n: int = 4, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 32, 32, generator=g).to(device), torch.randint(0, 5, (n,), generator=g).to(device)
+
+
+def val_stream(device: str = "cpu"):
+    i = 100
+    while True:
+        i += 1
+        yield batch(i, device=device)
+
+
+@pytest.fixture
+def kit(make_vit) -> SimpleNamespace:
+    return SimpleNamespace(make_step=lambda **kw: make_step(make_vit, **kw), batch=batch, val_stream=val_stream)
