@@ -8,9 +8,9 @@ makes "module-wise learning rate" literal, in three parts:
    test used as warm-up: the reference LR ρ climbs from ``calib_range[0]`` to ``calib_range[1]``
    while the loss of a fixed class-balanced probe batch is watched (``calib_probe`` batches; 0 watches
    the smoothed train loss, whose batch-to-batch noise moved the cliff 2× between seeds). Where it
-   rises past ``1 + CALIB_TOLERANCE`` times its minimum (or turns non-finite) the cliff is found: ρ becomes ``ρ_cliff / calib_safety`` and the
-   parameters are restored to the last snapshot trained only below that LR. The run therefore does
-   not depend on the starting ``train.lr`` at all.
+   rises past ``1 + CALIB_TOLERANCE`` times its minimum (or turns non-finite) the cliff is found:
+   ρ becomes ``ρ_cliff / calib_safety`` and the parameters are restored to the last snapshot trained
+   only below that LR. The run therefore does not depend on the starting ``train.lr`` at all.
 2. **Hypergradient refinement**: every ``meta.interval`` steps one backward of the outer loss on a
    class-balanced validation batch gives, per group g, ``dL_val/d log s_g = ⟨∇_g L_val, Δφ_g⟩``
    (Δφ_g: g's update since the last meta step; it is linear in s_g). Its normalised form, the cosine
@@ -61,7 +61,8 @@ class StepSizeSettings:
     @classmethod
     def from_config(cls, meta: MetaConfig, interval: int) -> "StepSizeSettings":
         given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": meta.calibrate,
-                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
+                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe,
+                 "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
                  "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
         return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)

@@ -95,6 +95,11 @@ class Precision:
             else:
                 self.scaler._per_optimizer_states.clear()
 
+    def discard(self) -> None:
+        """A step dropped before its update (a non-finite loss): forget its unscale record, keep the scale."""
+        if self.scaler is not None:
+            self.scaler._per_optimizer_states.clear()
+
     def loss_scale(self) -> float:
         """The current loss scale as a number (meta steps, which sync anyway); 1 without a scaler."""
         return 1.0 if self.scaler is None else float(self.scaler.get_scale())

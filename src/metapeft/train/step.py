@@ -153,8 +153,7 @@ class TrainStep:
                 stats.add(v, images)
         self._skip("non-finite loss, step skipped")
         self.optimizer.zero_grad(set_to_none=True)  # drop what earlier micro-batches added
-        if self.precision.scaler is not None:
-            self.precision.scaler._per_optimizer_states.clear()
+        self.precision.discard()
         if self.sizer is not None:  # ends a range test / trips the guard (restores a snapshot)
             self._sizer_update(losses[bad])
 

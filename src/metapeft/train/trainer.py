@@ -39,7 +39,7 @@ from .losses import build_loss
 from .model import build_run, extract_features, resolve_device
 from .optim import build_optimizer, cosine_schedule, head_param_groups, layer_decay_groups
 from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches, train_loader
-from .precision import Precision, enable_tf32, resolve_precision
+from .precision import enable_tf32
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .probe import ProbeFit, fit_probe
 from .runlog import RunLog
@@ -188,11 +188,11 @@ class Trainer:
             groups = head_param_groups(list(phi.values()), model.get_classifier(), t)
         optimizer = build_optimizer(groups, t)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
-        precision = Precision(resolve_precision(t.precision, t.bf16, device), device)
-        if precision.name != "fp32":
-            log.info(f"precision: {precision.name} autocast (weights, losses and γ in fp32)")
-        return TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
-                         env=env, log=log, precision=precision)
+        step = TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
+                         env=env, log=log)  # it resolves train.precision on the weights' device
+        if step.precision.name != "fp32":
+            log.info(f"precision: {step.precision.name} autocast (weights, losses and γ in fp32)")
+        return step
 
     # ------------------------------------------------------------------ resume
     def _resume(self, run: RunParts) -> None:
