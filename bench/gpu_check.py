@@ -64,7 +64,9 @@ def build_model(s: dict, device: torch.device, classes: int = 100) -> torch.nn.M
 def make_step(model, variant: str, precision: str, device: torch.device, env: DistEnv | None = None) -> TrainStep:
     gamma_ids = {id(g) for g in mp.gamma_parameters(model)}
     phi = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
-    opt = torch.optim.SGD(list(phi.values()), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    # fused, as the trainer builds it on CUDA (train.sync_free): ordinary steps read nothing from the device
+    fused = {"fused": True} if device.type == "cuda" else {}
+    opt = torch.optim.SGD(list(phi.values()), lr=0.01, momentum=0.9, weight_decay=5e-4, **fused)
     meta = None
     if variant != "plain":
         meta = MetaLearner(model, MetaConfig(enabled=True, hypergrad=variant, interval=1), F.cross_entropy,

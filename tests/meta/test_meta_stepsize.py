@@ -209,6 +209,22 @@ def test_guard_restores_the_last_snapshot_and_halves_step_sizes(make_vit):
     assert all(v == pytest.approx(0.5) for v in sizer.multipliers().values())
 
 
+def test_guard_ignores_noise_once_the_loss_is_near_zero(make_vit):
+    """A train loss that fell from 3 to 0.05 and then reads 0.3 (batch noise, 6× its minimum) is no spike: it
+    stays far below where the run started. Back above the start it is one."""
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calibrate=False, guard_spike=2.0))
+    x, y = batch(2)
+    sizer.step(x, y, opt)
+    losses = [3.0 * 0.7 ** k for k in range(25)] + [0.05] * 10
+    for step, loss in enumerate(losses):
+        assert sizer.before_update(loss, opt, 1.0, step) is None
+    for step in range(3):
+        assert sizer.before_update(0.3, opt, 1.0, 35 + step) is None  # the old rule (2 × min) tripped here
+    assert sizer.state.guard_restores == 0
+    msgs = [sizer.before_update(8.0, opt, 1.0, 40 + step) for step in range(6)]
+    assert any(m is not None and "spiked" in m for m in msgs) and sizer.state.guard_restores == 1
+
+
 def test_state_dict_round_trips_through_a_weights_only_load(make_vit):
     cfg = StepSizeSettings(calib_steps=5)
     model = lora_vit(make_vit)

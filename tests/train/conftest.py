@@ -1,8 +1,9 @@
 """Fixtures of tests/train: ``kit``, a TrainStep on a tiny LoRA ViT for tests that look inside one step
-(collectives, host syncs, precision)."""
+(collectives, host syncs, precision), and ``count_reads``, a counter of host reads of device values."""
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +20,7 @@ from metapeft.train.step import TrainStep
 
 
 def make_step(make_vit, *, hypergrad: str | None = None, interval: int = 3, env: DistEnv | None = None,
-              device: str = "cpu", optimizer: str = "sgd", **train) -> TrainStep:
+              device: str = "cpu", optimizer: str = "sgd", fused: bool = False, **train) -> TrainStep:
     """LoRA r2 on q/v of a 2-block ViT-Tiny (12 γ-less tensors + head), SGD; a meta step every ``interval``."""
     model = mp.apply_peft(make_vit(num_classes=5), mp.PeftConfig(method="lora", positions=["q", "v"], rank=2))
     model = model.to(device).train()
@@ -28,8 +29,9 @@ def make_step(make_vit, *, hypergrad: str | None = None, interval: int = 3, env:
             m.lora_B.weight.normal_(0, 0.1)  # non-zero branches: γ has a gradient
     gamma_ids = {id(g) for g in mp.gamma_parameters(model)}
     phi = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in gamma_ids}
-    opt = (torch.optim.SGD(list(phi.values()), lr=0.05, momentum=0.9, weight_decay=5e-4) if optimizer == "sgd"
-           else torch.optim.AdamW(list(phi.values()), lr=1e-3))
+    extra = {"fused": True} if fused else {}
+    opt = (torch.optim.SGD(list(phi.values()), lr=0.05, momentum=0.9, weight_decay=5e-4, **extra) if optimizer == "sgd"
+           else torch.optim.AdamW(list(phi.values()), lr=1e-3, **extra))
     meta = None
     if hypergrad is not None:
         meta = MetaLearner(model, MetaConfig(enabled=True, hypergrad=hypergrad, interval=interval), F.cross_entropy,
@@ -56,3 +58,33 @@ def val_stream(device: str = "cpu"):
 @pytest.fixture
 def kit(make_vit) -> SimpleNamespace:
     return SimpleNamespace(make_step=lambda **kw: make_step(make_vit, **kw), batch=batch, val_stream=val_stream)
+
+
+READS = ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy", "__index__")
+
+
+@contextlib.contextmanager
+def _count_reads(monkeypatch, *optimizers):
+    """Counts reads by name. ``optimizers``: their ``step`` counters are not counted (torch keeps them on the
+    host unless the optimizer is capturable/fused, so reading them is no device sync even on a GPU)."""
+    counts: dict[str, int] = {}
+    host = {id(st["step"]) for opt in optimizers for st in opt.state.values() if "step" in st}
+    for name in READS:
+        orig = getattr(torch.Tensor, name)
+
+        def wrapped(self, *a, _orig=orig, _name=name, **k):
+            if id(self) not in host:
+                counts[_name] = counts.get(_name, 0) + 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    try:
+        yield counts
+    finally:
+        monkeypatch.undo()
+
+
+@pytest.fixture
+def count_reads():
+    """``with count_reads(monkeypatch, *optimizers) as counts:`` counts host reads of device values by name."""
+    return _count_reads

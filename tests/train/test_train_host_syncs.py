@@ -3,12 +3,11 @@ trainable tensors; a meta step a few times, not once per γ; no weight copy in a
 
 On a GPU every read of a device value by Python (``item``, ``float``, ``bool``, ``tolist``, ``.cpu()``)
 waits for the queue to drain. The counter wraps those methods of ``torch.Tensor``; on CUDA the same
-is checked with ``torch.cuda.set_sync_debug_mode``.
+is checked with ``torch.cuda.set_sync_debug_mode``. The counter is conftest.py's ``count_reads``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import pytest
@@ -16,32 +15,8 @@ import torch
 
 from metapeft.train import guard
 
-READS = ("item", "__float__", "__int__", "__bool__", "tolist", "cpu", "numpy", "__index__")
-
-
-@contextlib.contextmanager
-def count_reads(monkeypatch, *optimizers):
-    """Counts reads by name. ``optimizers``: their ``step`` counters are not counted (torch keeps them on the
-    host unless the optimizer is capturable/fused, so reading them is no device sync even on a GPU)."""
-    counts: dict[str, int] = {}
-    host = {id(st["step"]) for opt in optimizers for st in opt.state.values() if "step" in st}
-    for name in READS:
-        orig = getattr(torch.Tensor, name)
-
-        def wrapped(self, *a, _orig=orig, _name=name, **k):
-            if id(self) not in host:
-                counts[_name] = counts.get(_name, 0) + 1
-            return _orig(self, *a, **k)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapped)
-    try:
-        yield counts
-    finally:
-        monkeypatch.undo()
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
-def test_an_ordinary_step_reads_the_device_once(kit, monkeypatch, optimizer):
+def test_an_ordinary_step_reads_the_device_once(kit, monkeypatch, count_reads, optimizer):
     step = kit.make_step(optimizer=optimizer)  # no meta learner: every step is ordinary
     n_phi = len(step.phi)
     assert n_phi >= 10  # many tensors: one read per tensor would show
@@ -54,7 +29,7 @@ def test_an_ordinary_step_reads_the_device_once(kit, monkeypatch, optimizer):
     assert counts == {"tolist": 3}, counts  # guard.probe: losses, grad norm and bounds in one transfer
 
 
-def test_grad_accum_still_reads_once(kit, monkeypatch):
+def test_grad_accum_still_reads_once(kit, monkeypatch, count_reads):
     step = kit.make_step(grad_accum=2, batch_size=8)
     with count_reads(monkeypatch) as counts:
         step.step([kit.batch(0), kit.batch(1)])
@@ -62,7 +37,7 @@ def test_grad_accum_still_reads_once(kit, monkeypatch):
 
 
 @pytest.mark.parametrize("hypergrad", ["first_order", "unrolled"])
-def test_a_meta_step_reads_a_few_times_not_once_per_gamma(kit, monkeypatch, hypergrad):
+def test_a_meta_step_reads_a_few_times_not_once_per_gamma(kit, monkeypatch, count_reads, hypergrad):
     step = kit.make_step(hypergrad=hypergrad, interval=1)
     assert len(step.meta.gammas) == 4
     val = kit.val_stream()

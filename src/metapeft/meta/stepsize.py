@@ -17,8 +17,8 @@ makes "module-wise learning rate" literal, in three parts:
    between −∇_g L_val and Δφ_g, is bounded and scale-free, so ``log s_g += meta.lr · tanh(cos/τ)``
    is a clipped, sign-aware step on the log step size (not Adam's ±lr whatever the signal), bounded
    to ``[min_mult, max_mult]`` × ρ so no group is ever pushed past the measured cliff.
-3. **Guard**: a train-loss spike (smoothed loss > ``guard_spike`` × its minimum, or non-finite)
-   restores the snapshot of the last meta step and halves every multiplier.
+3. **Guard**: a train-loss spike (smoothed loss > ``guard_spike`` × its minimum and × half its first
+   value, or non-finite) restores the snapshot of the last meta step and halves every multiplier.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
 CALIB_TOLERANCE = 0.3  # the range test ends when the smoothed loss exceeds (1 + this) × its minimum
 STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
+GUARD_FLOOR = 0.5      # the guard ignores rises that stay below guard_spike × this × the run's first loss
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,27 @@ class _Snapshot:
 
 @dataclass
 class _LossWatch:
-    """Bias-corrected EMA of the train loss and its running minimum."""
+    """Bias-corrected EMA of the train loss, its running minimum and its first value."""
 
     ema: float = 0.0
     n: int = 0
     best: float = math.inf
+    start: float = 0.0   # the first smoothed value (0 in checkpoints written before it existed: no floor)
 
     def update(self, loss: float) -> float:
         self.ema = LOSS_SMOOTHING * self.ema + (1 - LOSS_SMOOTHING) * loss
         self.n += 1
         smooth = self.ema / (1 - LOSS_SMOOTHING ** self.n)
         self.best = min(self.best, smooth)
+        if self.n == 1:
+            self.start = smooth
         return smooth
+
+    def spiked(self, smooth: float, factor: float) -> bool:
+        """A divergence, not noise: above ``factor`` × the minimum AND above ``factor`` × GUARD_FLOOR × the
+        first value. Without the floor a loss near 0 trips on batch noise: in 10-epoch AID runs the train loss
+        fell to 0.1 and the guard halved every step size three times in the last epoch, at lr ≈ 0."""
+        return not smooth <= factor * max(self.best, GUARD_FLOOR * self.start)
 
 
 @dataclass
@@ -173,7 +183,7 @@ class StepSizeLearner:
             probe = self._probe_loss()
             s.probe_best = min(s.probe_best, probe)
             return self._calibration_step(loss, probe, s.probe_best, optimizer, schedule_factor, step)
-        if self.cfg.guard_spike and not smooth <= self.cfg.guard_spike * s.watch.best:
+        if self.cfg.guard_spike and s.watch.spiked(smooth, self.cfg.guard_spike):
             return self._guard(optimizer, step, loss)
         self._set_lrs(optimizer, schedule_factor)
         return None
@@ -311,7 +321,7 @@ class StepSizeLearner:
                 "calib_index": s.calib_index, "lr_cliff": s.lr_cliff, "probe_best": s.probe_best,
                 "meta_steps": s.meta_steps,
                 "guard_restores": s.guard_restores,
-                "watch": [s.watch.ema, s.watch.n, s.watch.best], "calib_trace": s.calib_trace, "trace": s.trace,
+                "watch": [s.watch.ema, s.watch.n, s.watch.best, s.watch.start], "calib_trace": s.calib_trace, "trace": s.trace,
                 "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor)}
 
     def load_state_dict(self, d: dict) -> None:

@@ -10,6 +10,11 @@ losses, the gradient norm and the largest |value| of the weights and the optimiz
 (|Δw| ≤ 1e6 · 1e16 / eps = 1e30 < 3.4e38), so the update is taken without a backup. Only outside that
 range (a run already diverging, e.g. lr 1e30) is the old copy-then-check path used, and its check is
 one fused reduction too.
+
+Sync-free steps (``train.sync_free``, on by default on CUDA) go one further: the same values stay on
+the device, :func:`unsafe_flag` turns them into the ``found_inf`` flag that torch's fused SGD/AdamW
+kernels honour (the update is skipped on the device), and the step's Python bookkeeping reads them
+later, many steps in one transfer (``TrainStep.flush``).
 """
 
 from __future__ import annotations
@@ -38,23 +43,57 @@ def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
             if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() > 0]
 
 
-def probe(losses: torch.Tensor, norm: torch.Tensor, params: list[nn.Parameter],
-          optimizer: torch.optim.Optimizer) -> list[float]:
-    """[losses..., grad norm, max |w|, max |state|] read in ONE host transfer (the step's only sync)."""
+def device_probe(losses: torch.Tensor, norm: torch.Tensor, params: list[nn.Parameter],
+                 optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """[losses..., grad norm, max |w|, max |state|] as one device tensor (nothing is read yet)."""
     tail = torch.stack([norm.float().reshape(()), max_abs([p.detach() for p in params]).to(norm.device),
                         max_abs(state_tensors(optimizer)).to(norm.device)])
-    return torch.cat([losses.float().reshape(-1).to(norm.device), tail]).tolist()
+    return torch.cat([losses.float().reshape(-1).to(norm.device), tail])
+
+
+def probe(losses: torch.Tensor, norm: torch.Tensor, params: list[nn.Parameter],
+          optimizer: torch.optim.Optimizer) -> list[float]:
+    """:func:`device_probe` read in ONE host transfer (a synced step's only sync)."""
+    return device_probe(losses, norm, params, optimizer).tolist()
+
+
+def unsafe_flag(values: torch.Tensor) -> torch.Tensor:
+    """1.0 (a 0-d float device tensor) when :func:`device_probe`'s values say "skip": a loss or the
+    gradient norm is non-finite, or a bound of :func:`update_is_safe` is exceeded; else 0.0. No sync."""
+    finite = torch.isfinite(values).all()
+    bounded = (values[-3:] < BOUND).all()
+    return (~(finite & bounded)).float()
+
+
+def host_bounds_hold(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
+    """The host half of :func:`update_is_safe` (optimizer kind, float32/64 weights, lr and eps bounds):
+    known without reading the device, so a sync-free step checks it every time."""
+    if not (isinstance(optimizer, EXACT_OPTIMIZERS) and all(p.dtype in (torch.float32, torch.float64) for p in params)):
+        return False
+    return all(_as_float(g["lr"]) * (1 + g.get("weight_decay", 0.0)) < LR_BOUND
+               and g.get("eps", 1e-8) >= 1e-8 for g in optimizer.param_groups)
+
+
+def skips_on_device(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
+    """True when ``optimizer.step()`` honours a ``found_inf`` flag on the device: a fused SGD/Adam/AdamW
+    whose state exists for every parameter. A fused kernel that skips the FIRST step leaves its freshly
+    allocated momentum uninitialised (measured: garbage of 1e34), so that step is never sync-free."""
+    if not (isinstance(optimizer, EXACT_OPTIMIZERS) and all(g.get("fused") for g in optimizer.param_groups)):
+        return False
+    return all(optimizer.state.get(p) for p in params)
+
+
+def resolve_sync_free(value: bool | None, device: torch.device) -> bool:
+    """``train.sync_free``: null = on for CUDA, where a host read drains the queue; off elsewhere."""
+    return (device.type == "cuda") if value is None else bool(value)
 
 
 def update_is_safe(values: list[float], optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:
     """True when this update cannot make a weight non-finite (see the module doc), so no backup is needed."""
     norm, w, s = values[-3:]
-    if not (isinstance(optimizer, EXACT_OPTIMIZERS) and all(p.dtype in (torch.float32, torch.float64) for p in params)):
-        return False
     if not all(math.isfinite(v) and v < BOUND for v in (norm, w, s)):
         return False
-    return all(_as_float(g["lr"]) * (1 + g.get("weight_decay", 0.0)) < LR_BOUND
-               and g.get("eps", 1e-8) >= 1e-8 for g in optimizer.param_groups)
+    return host_bounds_hold(optimizer, params)
 
 
 def checked_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter]) -> bool:

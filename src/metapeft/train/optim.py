@@ -11,13 +11,20 @@ from ..config import TrainConfig
 from ..errors import ConfigError
 
 
-def build_optimizer(params: list[nn.Parameter] | list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD/AdamW over a parameter list or a list of param groups (each with its own ``lr``)."""
+def build_optimizer(params: list[nn.Parameter] | list[dict], cfg: TrainConfig, *, fused: bool = False
+                    ) -> torch.optim.Optimizer:
+    """SGD/AdamW over a parameter list or a list of param groups (each with its own ``lr``).
+
+    ``fused``: torch's fused kernels, which can skip a step on the device (``train.sync_free``). Fused SGD
+    gives the default SGD's weights bit for bit (tests/train/test_train_sync_free.py); fused AdamW differs
+    from the default AdamW by float rounding only.
+    """
     if not params or all(isinstance(g, dict) and not g["params"] for g in params):
         raise ConfigError("nothing to train: the PEFT configuration left no trainable parameter")
+    extra = {"fused": True} if fused else {}
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **extra)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **extra)
 
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0

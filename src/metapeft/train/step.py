@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,6 +27,18 @@ from .runlog import RunLog
 from .state import EpochStats, TrainState
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+FLUSH_EVERY = 50  # sync-free steps read back together (one host transfer per this many steps)
+
+
+@dataclass
+class _Pending:
+    """A sync-free step whose values are still on the device."""
+
+    step: int
+    values: torch.Tensor          # guard.device_probe: losses..., grad norm, max |w|, max |state|
+    sizes: list[int]              # images per micro-batch (all ranks)
+    stats: EpochStats | None
+    lr: float
 
 
 class TrainStep:
@@ -58,6 +71,11 @@ class TrainStep:
             net.to(memory_format=torch.channels_last)  # only 4-d weights change: the patch-embedding conv
         if meta is not None:
             meta.precision = precision  # meta steps run in the same precision (and fp16 loss scale)
+        # train.sync_free: ordinary steps leave their checks on the device (see _sync_free_update).
+        device = self.phi[0].device if self.phi else torch.device("cpu")
+        self.sync_free = guard.resolve_sync_free(cfg.sync_free, device) and sizer is None and precision.scaler is None
+        self._pending: list[_Pending] = []
+        self.late_skips = 0  # sync-free steps found bad after the fact (their schedule step was taken)
 
     def step(self, micro_batches: Sequence[Batch], val_batches: Iterator[Batch] | None = None,
              stats: EpochStats | None = None) -> None:
@@ -67,12 +85,15 @@ class TrainStep:
         batch of ``val_batches``. A step with a non-finite loss, gradient or update is skipped.
 
         Host syncs: an ordinary step reads the device once (:func:`guard.probe`: the losses, the
-        gradient norm and the overflow bounds in one transfer); a meta step adds its own few.
+        gradient norm and the overflow bounds in one transfer); a meta step adds its own few. With
+        ``train.sync_free`` an ordinary step reads nothing: see :meth:`_sync_free_update`.
         """
         meta, phi, state, env, prec = self.meta, self.phi, self.state, self.env, self.precision
         lr = self.optimizer.param_groups[0]["lr"]  # this step's η: also the look-ahead's step size
         # Counted from 1: with meta.interval k, γ moves in the k-th, 2k-th, ... step.
         meta_now = meta is not None and meta.is_due(state.step + 1)
+        if meta_now:
+            self.flush()  # earlier sync-free steps' bookkeeping before this step's own reads
         second_order = meta_now and meta.needs_graph
         accum = len(micro_batches)
         result: MetaStepResult | None = None
@@ -111,6 +132,10 @@ class TrainStep:
         prec.unscale_(self.optimizer)  # fp16: the clip and the check see true gradients
         # clip_grad None → an infinite bound: the norm is still computed, for the finiteness check.
         norm = torch.nn.utils.clip_grad_norm_(phi, self.cfg.clip_grad or float("inf"))
+        if (self.sync_free and checked is None and guard.skips_on_device(self.optimizer, phi)
+                and guard.host_bounds_hold(self.optimizer, phi)):
+            return self._sync_free_update(loss_vec, norm, micro_batches, stats, lr)
+        self.flush()  # the deferred checks of earlier steps come first (their log lines, counters, stats)
         probe = guard.probe(loss_vec if checked is None else torch.tensor(checked), norm, phi, self.optimizer)
         loss_values, norm_value = (checked or probe[:accum]), probe[-3]
         if not all(map(math.isfinite, loss_values)):
@@ -144,6 +169,62 @@ class TrainStep:
                 lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
                 self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
 
+    def _sync_free_update(self, loss_vec: torch.Tensor, norm: torch.Tensor, micro_batches: Sequence[Batch],
+                          stats: EpochStats | None, lr: float) -> None:
+        """The update with its checks left on the device: nothing is read, so a GPU's queue never drains.
+
+        :func:`guard.unsafe_flag` is the fused optimizer's ``found_inf``: a step with a non-finite loss or
+        gradient, or outside the bounds where an update cannot overflow, is skipped by the kernel itself.
+        What Python does with the step's values (epoch loss, log lines, skip counter) waits in
+        ``_pending`` until :meth:`flush` reads many steps in one transfer. The price: the schedule and the
+        step counter advance before anyone knows a step was bad (synced steps hold both back).
+        """
+        values = guard.device_probe(loss_vec, norm, self.phi, self.optimizer)
+        self.optimizer.found_inf = guard.unsafe_flag(values)
+        try:
+            self.optimizer.step()
+        finally:
+            del self.optimizer.found_inf
+        self.scheduler.step()
+        self.precision.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        sizes = [len(y) * self.env.world for _, y in micro_batches]
+        self._pending.append(_Pending(self.state.step, values, sizes, stats, lr))
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Read the pending sync-free steps' values in ONE transfer and do their bookkeeping, in order."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        rows = torch.stack([p.values for p in pending]).tolist()
+        for p, values in zip(pending, rows):
+            losses, (norm, w, s) = values[:-3], values[-3:]
+            if not all(map(math.isfinite, losses)):
+                bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
+                why, good = "non-finite loss", losses[:bad]
+            elif not math.isfinite(norm):
+                why, good = "non-finite gradient", losses
+            elif not max(norm, w, s) < guard.BOUND:
+                why, good = f"weights, gradient or optimizer state beyond {guard.BOUND:g} (diverging)", losses
+            else:
+                why, good = None, losses
+            if p.stats is not None:
+                for v, n in zip(good, p.sizes):
+                    p.stats.add(v, n)
+            if why is None:
+                self.log.scalars(p.step, {"train/loss": losses[-1], "train/lr": p.lr})
+            else:
+                self.late_skips += 1
+                self._skip(f"{why}, step skipped on the device", step=p.step)
+
+    def taken_steps(self) -> int:
+        """Updates actually applied so far (the schedule's count, less sync-free steps found bad); call
+        :meth:`flush` first."""
+        return self.scheduler.last_epoch - self.late_skips
+
     def _skip_loss(self, losses: list[float], stats: EpochStats | None, images: int) -> None:
         """A non-finite loss: no update, no step count (the schedule does not advance); the finite
         micro-batches before it still count in the epoch's loss, as they always did."""
@@ -164,9 +245,9 @@ class TrainStep:
             self.log.info(msg)
         return msg is not None
 
-    def _skip(self, why: str) -> None:
+    def _skip(self, why: str, step: int | None = None) -> None:
         self.state.skipped_steps += 1
-        self.log.info(f"step {self.state.step}: {why}")
+        self.log.info(f"step {self.state.step if step is None else step}: {why}")
 
     def _log_meta(self, res: MetaStepResult) -> None:
         if res.skipped:

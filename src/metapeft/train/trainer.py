@@ -31,6 +31,7 @@ from ..meta.step_groups import build_step_groups
 from ..meta.stepsize import StepSizeLearner, StepSizeSettings
 from ..peft import TrainableSummary, gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
+from . import guard
 from . import rundir
 from .distributed import DistEnv
 from .evaluate import evaluate
@@ -186,7 +187,8 @@ class Trainer:
             groups = layer_decay_groups(phi, model, t)
         else:
             groups = head_param_groups(list(phi.values()), model.get_classifier(), t)
-        optimizer = build_optimizer(groups, t)
+        # train.sync_free: a fused optimizer, which can skip a bad step on the device (train/guard.py)
+        optimizer = build_optimizer(groups, t, fused=guard.resolve_sync_free(t.sync_free, device) and not sizer)
         scheduler = cosine_schedule(optimizer, t.epochs * steps_per_epoch, t.warmup_steps)
         step = TrainStep(net, phi, optimizer, scheduler, criterion, t, TrainState(), meta=meta, sizer=sizer,
                          env=env, log=log)  # it resolves train.precision on the weights' device
@@ -222,13 +224,14 @@ class Trainer:
         run.loader.set_epoch(epoch)
         val = self._val_batches(run, epoch)
         run.net.train()
-        stats, good_steps = EpochStats(), run.step.scheduler.last_epoch
+        stats, good_steps = EpochStats(), run.step.taken_steps()
         bar = _progress(run.loader, f"epoch {epoch + 1}/{t.epochs}", t.progress and not self.quiet and env.is_main)
         for group in micro_batch_groups(bar, t.grad_accum):
             run.step.step([(env.shard(x), env.shard(y)) for x, y in group], val, stats)
             if hasattr(bar, "set_postfix") and stats.losses:
                 bar.set_postfix(loss=f"{stats.mean_loss:.3f}", img_s=f"{stats.images_per_s:.1f}")
-        if run.step.scheduler.last_epoch == good_steps:  # no step taken: stop before the checkpoint replaces the last good one
+        run.step.flush()  # sync-free steps' deferred checks: the epoch's loss and skips are known from here on
+        if run.step.taken_steps() == good_steps:  # no step taken: stop before the checkpoint replaces the last good one
             raise TrainingError(rundir.all_skipped_message(epoch, self.out))
         self._end_epoch(run, epoch, self._epoch_row(run, epoch, stats))
 
