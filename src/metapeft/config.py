@@ -142,6 +142,9 @@ class MetaConfig:
         "stepsize: highest learned multiplier of a group's lr; null = 2 (with calib_safety 4: half the cliff)", ge=1))
     step_relative: bool | None = field(default=None, metadata=spec(
         "stepsize: learn only the split of the lr between groups (the range test sets its level); null = true"))
+    learn_split: bool | None = field(default=None, metadata=spec(
+        "stepsize: learn the split of the lr between head, input and output matrices from the hypergradient "
+        "(false: the range test alone sets one lr, no meta backward); null = true"))
     guard_spike: float | None = field(default=None, metadata=spec(
         "stepsize: smoothed train loss above this × its minimum restores the last snapshot and halves the step "
         "sizes (0: off); null = 2", ge=0))

@@ -191,6 +191,22 @@ def test_relative_mode_learns_only_the_split_between_groups(make_vit):
     assert sum(math.log(v) for v in mult.values()) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_without_learn_split_the_multipliers_stay_and_only_the_snapshot_moves(make_vit):
+    """meta.learn_split=false: no outer backward, every multiplier stays 1; the guard's snapshot still
+    follows the run (a restore must not go back to the start of training)."""
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, StepSizeSettings(calibrate=False, learn_split=False))
+    x, y = batch(1)
+    for k in range(2):
+        with torch.no_grad():
+            for p in sizer.params:
+                p.add_(0.01)
+        res = sizer.step(x, y, opt)
+        assert res.skipped and "learn_split" in res.reason
+        assert all(torch.equal(a, p) for a, p in zip(sizer._anchor.params, sizer.params))
+    assert sizer.multipliers() == {"head": 1.0, "in": 1.0, "out": 1.0}
+
+
 def test_guard_restores_the_last_snapshot_and_halves_step_sizes(make_vit):
     cfg = StepSizeSettings(calibrate=False, guard_spike=2.0)
     model = lora_vit(make_vit)

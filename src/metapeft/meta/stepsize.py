@@ -55,6 +55,7 @@ class StepSizeSettings:
     calib_safety: float = 4.0
     max_mult: float = 2.0
     step_relative: bool = True
+    learn_split: bool = True  # False: no hypergradient; the range test's lr for every group
     guard_spike: float = 2.0
     lr: float = 0.25          # meta.lr: the largest move of a log step size per meta step
     interval: int = 10        # one meta step every this many inner steps
@@ -65,6 +66,7 @@ class StepSizeSettings:
                  "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe,
                  "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
+                 "learn_split": meta.learn_split,
                  "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
         return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
 
@@ -249,6 +251,9 @@ class StepSizeLearner:
     def step(self, x_val: torch.Tensor, y_val: torch.Tensor, optimizer: torch.optim.Optimizer) -> MetaStepResult:
         """One outer-loss backward; moves each log multiplier along its normalised hypergradient."""
         s = self.state
+        if not self.cfg.learn_split:  # only the guard's snapshot: no outer loss, no backward
+            self._anchor = self._snapshot(optimizer, s.rho)
+            return MetaStepResult(s.meta_steps, math.nan, 0.0, skipped=True, reason="meta.learn_split=false")
         loss = self.outer_loss(self.model(x_val), y_val)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         grads = self.reduce([torch.zeros_like(p) if g is None else g.detach() for p, g in zip(self.params, grads)])
