@@ -144,7 +144,8 @@ class MetaConfig:
         "stepsize: learn only the split of the lr between groups (the range test sets its level); null = true"))
     learn_split: bool | None = field(default=None, metadata=spec(
         "stepsize: learn the split of the lr between head, input and output matrices from the hypergradient "
-        "(false: the range test alone sets one lr, no meta backward); null = true"))
+        "(false: the range test alone sets one lr, no meta backward); null = false (on the hold-out it tied "
+        "on AID-LT and lost on MSTAR-LT: docs/results.md)"))
     guard_spike: float | None = field(default=None, metadata=spec(
         "stepsize: smoothed train loss above this × its minimum restores the last snapshot and halves the step "
         "sizes (0: off); null = 2", ge=0))

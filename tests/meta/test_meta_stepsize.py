@@ -147,7 +147,7 @@ def test_a_non_finite_first_loss_ends_the_range_test_without_a_snapshot(make_vit
 def test_hypergradient_grows_a_step_size_that_undershoots_and_shrinks_one_that_overshoots(make_vit, direction,
                                                                                            grows):
     """Δφ along −∇L_val (more of the same would help) → larger step; along +∇L_val → smaller."""
-    cfg = StepSizeSettings(calibrate=False, lr=0.25, step_relative=False)
+    cfg = StepSizeSettings(calibrate=False, lr=0.25, step_relative=False, learn_split=True)
     model = lora_vit(make_vit)
     with torch.no_grad():   # non-zero B so every group has a gradient
         for n, p in model.named_parameters():
@@ -177,7 +177,7 @@ def test_relative_mode_learns_only_the_split_between_groups(make_vit):
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.05)
-    sizer, opt = learner(model, StepSizeSettings(calibrate=False, lr=0.25))
+    sizer, opt = learner(model, StepSizeSettings(calibrate=False, lr=0.25, learn_split=True))
     x, y = batch(1)
     sizer.step(x, y, opt)
     head = {id(p) for p in model.get_classifier().parameters()}

@@ -10,6 +10,7 @@ from metapeft.config import RunConfig
 from metapeft.train import Trainer
 
 STEPSIZE = ["meta.enabled=true", "meta.mode=stepsize", "meta.calib_steps=4", "meta.interval=2",
+            "meta.learn_split=true",  # the whole machinery (range test, split, guard); the default has no split
             "data.max_per_class=12", "train.epochs=2"]
 pytestmark = pytest.mark.slow  # five tiny training runs
 
@@ -33,6 +34,21 @@ def test_stepsize_run_reports_calibration_and_does_not_depend_on_train_lr(tmp_pa
     plain = run(tmp_path, tiny_run + ["data.max_per_class=12", "train.epochs=2", "train.lr=0.3"], "plain")
     mp_ = json.loads((plain.out_dir / "metrics.json").read_text())
     assert [mp_[k] for k in KEYS] != [mb[k] for k in KEYS]   # the comparison above can fail
+
+
+def test_the_default_stepsize_run_is_the_range_test_alone(tmp_path, tiny_run):
+    """meta.learn_split null = false: the same range test as with the split, then every group keeps ρ."""
+    default = [o for o in STEPSIZE if not o.startswith("meta.learn_split")]
+    a = run(tmp_path, tiny_run + default, "default")
+    b = run(tmp_path, tiny_run + STEPSIZE, "split")
+    ra, rb = (json.loads((r.out_dir / "stepsize.json").read_text()) for r in (a, b))
+    assert ra["lr_cliff"] == rb["lr_cliff"] and ra["reference_lr"] == rb["reference_lr"]
+    assert set(ra["multipliers"].values()) == {1.0} and ra["trace"] == []
+    # history.csv's lr is the one the run used (ρ × the cosine factor, 0.5 after epoch 1 of 2), not train.lr's
+    first = (a.out_dir / "history.csv").read_text().splitlines()[1].split(",")
+    cols = (a.out_dir / "history.csv").read_text().splitlines()[0].split(",")
+    assert float(first[cols.index("lr")]) == pytest.approx(0.5 * ra["reference_lr"], rel=1e-6)
+    assert rb["trace"] and set(rb["multipliers"].values()) != {1.0}  # the split did move: the check can fail
 
 
 def test_stepsize_resume_from_an_epoch_checkpoint_matches_the_uninterrupted_run(tmp_path, tiny_run):

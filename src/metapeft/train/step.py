@@ -152,6 +152,8 @@ class TrainStep:
             self.scheduler.step()
             state.step += 1
             return
+        if self.sizer is not None:  # the lr this update uses (the scheduler's own value derives from train.lr)
+            lr = self.optimizer.param_groups[0]["lr"]
         if not math.isfinite(norm_value):
             self._skip("fp16 gradient overflow, step skipped (loss scale lowered)" if prec.scaler is not None
                        else "non-finite gradient, step skipped")
@@ -219,6 +221,13 @@ class TrainStep:
             else:
                 self.late_skips += 1
                 self._skip(f"{why}, step skipped on the device", step=p.step)
+
+    def current_lr(self) -> float:
+        """The lr history.csv reports: param group 0's, or with learned step sizes the highest group's
+        (the scheduler rewrites the groups from train.lr after every update; the learner sets the real ones)."""
+        if self.sizer is None:
+            return self.optimizer.param_groups[0]["lr"]
+        return max(self.sizer.effective_lrs(_schedule_factor(self.scheduler)).values())
 
     def taken_steps(self) -> int:
         """Updates actually applied so far (the schedule's count, less sync-free steps found bad); call

@@ -246,7 +246,7 @@ class Trainer:
         t, step = self.cfg.train, run.step
         elapsed = time.perf_counter() - stats.started
         row = {"epoch": epoch + 1, "step": run.state.step, "train_loss": stats.mean_loss,
-               "lr": step.optimizer.param_groups[0]["lr"], "epoch_time_s": elapsed, "images_per_s": stats.seen / elapsed}
+               "lr": step.current_lr(), "epoch_time_s": elapsed, "images_per_s": stats.seen / elapsed}
         if step.meta is not None:
             g = step.meta.gamma_values()
             row.update(gamma_mean=float(np.mean(g)), gamma_min=min(g), gamma_max=max(g))
