@@ -250,12 +250,17 @@ class StepSizeLearner:
     def is_due(self, inner_step: int) -> bool:
         return not self.state.calibrating and inner_step % self.cfg.interval == 0
 
+    def keep_snapshot(self, optimizer: torch.optim.Optimizer) -> MetaStepResult:
+        """A due step without the split (``meta.learn_split=false``): only the guard's snapshot moves on;
+        no validation batch, no outer loss, no backward."""
+        self._anchor = self._snapshot(optimizer, self.state.rho)
+        return MetaStepResult(self.state.meta_steps, math.nan, 0.0, skipped=True, reason="meta.learn_split=false")
+
     def step(self, x_val: torch.Tensor, y_val: torch.Tensor, optimizer: torch.optim.Optimizer) -> MetaStepResult:
         """One outer-loss backward; moves each log multiplier along its normalised hypergradient."""
         s = self.state
-        if not self.cfg.learn_split:  # only the guard's snapshot: no outer loss, no backward
-            self._anchor = self._snapshot(optimizer, s.rho)
-            return MetaStepResult(s.meta_steps, math.nan, 0.0, skipped=True, reason="meta.learn_split=false")
+        if not self.cfg.learn_split:
+            return self.keep_snapshot(optimizer)
         loss = self.outer_loss(self.model(x_val), y_val)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         grads = self.reduce([torch.zeros_like(p) if g is None else g.detach() for p, g in zip(self.params, grads)])

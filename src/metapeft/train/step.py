@@ -59,8 +59,8 @@ class TrainStep:
         self.cfg, self.state, self.meta, self.sizer = cfg, state, meta, sizer
         self.env = env or DistEnv()
         self.log = log or RunLog(Path("."), tensorboard=False, quiet=True)  # writes no file
-        if precision is None:  # built from the config, on the device of the weights
-            device = self.phi[0].device if self.phi else torch.device("cpu")
+        device = self.phi[0].device if self.phi else torch.device("cpu")  # the weights' device
+        if precision is None:  # built from the config
             precision = Precision(resolve_precision(cfg.precision, cfg.bf16, device), device)
         self.precision = precision
         # What an ordinary inner step calls: the compiled model with train.compile (exact up to float rounding;
@@ -72,7 +72,6 @@ class TrainStep:
         if meta is not None:
             meta.precision = precision  # meta steps run in the same precision (and fp16 loss scale)
         # train.sync_free: ordinary steps leave their checks on the device (see _sync_free_update).
-        device = self.phi[0].device if self.phi else torch.device("cpu")
         self.sync_free = guard.resolve_sync_free(cfg.sync_free, device) and sizer is None and precision.scaler is None
         self._pending: list[_Pending] = []
         self.late_skips = 0  # sync-free steps found bad after the fact (their schedule step was taken)
@@ -166,7 +165,9 @@ class TrainStep:
         state.step += 1
         self.log.scalars(state.step, {"train/loss": loss_value, "train/lr": lr})
         if self.sizer is not None and self.sizer.is_due(state.step):  # after φ moved: Δφ includes this step
-            res = self.sizer.step(*next(val_batches), self.optimizer)
+            # Without the split no validation batch is drawn (the stream has its own generators).
+            res = (self.sizer.step(*next(val_batches), self.optimizer) if self.sizer.cfg.learn_split
+                   else self.sizer.keep_snapshot(self.optimizer))
             if not res.skipped:
                 lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
                 self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
@@ -205,8 +206,7 @@ class TrainStep:
         for p, values in zip(pending, rows):
             losses, (norm, w, s) = values[:-3], values[-3:]
             if not all(map(math.isfinite, losses)):
-                bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
-                why, good = "non-finite loss", losses[:bad]
+                why, good = "non-finite loss", losses[:_first_non_finite(losses)]
             elif not math.isfinite(norm):
                 why, good = "non-finite gradient", losses
             elif not max(norm, w, s) < guard.BOUND:
@@ -237,7 +237,7 @@ class TrainStep:
     def _skip_loss(self, losses: list[float], stats: EpochStats | None, images: int) -> None:
         """A non-finite loss: no update, no step count (the schedule does not advance); the finite
         micro-batches before it still count in the epoch's loss, as they always did."""
-        bad = next(i for i, v in enumerate(losses) if not math.isfinite(v))
+        bad = _first_non_finite(losses)
         if stats is not None:
             for v in losses[:bad]:
                 stats.add(v, images)
@@ -284,6 +284,11 @@ def _guarded_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], 
         optimizer.step()
         return True
     return guard.checked_step(optimizer, params)
+
+
+def _first_non_finite(values: list[float]) -> int:
+    """Index of the first non-finite micro-batch loss (the ones before it still count in the epoch loss)."""
+    return next(i for i, v in enumerate(values) if not math.isfinite(v))
 
 
 def _schedule_factor(scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
