@@ -241,6 +241,95 @@ def test_guard_ignores_noise_once_the_loss_is_near_zero(make_vit):
     assert any(m is not None and "spiked" in m for m in msgs) and sizer.state.guard_restores == 1
 
 
+def _scripted_probe(sizer, values):
+    """The probe guard reads these probe losses in turn (the real probe is a forward on fixed val batches)."""
+    it = iter(values)
+    sizer.set_probe(*batch(3))
+    sizer._probe_loss = lambda: next(it)
+
+
+def _drift(sizer, k):
+    with torch.no_grad():
+        for p in sizer.params:
+            p.add_(0.01 * k)
+    return [p.detach().clone() for p in sizer.params]
+
+
+def test_probe_guard_goes_back_to_the_best_snapshot_after_a_slow_collapse(make_vit):
+    """The probe loss falls (2.0 → 1.5), drifts up a little (1.8: kept as the anchor, not the best), then
+    collapses (3.0 > 1.3 × 1.5): the run goes back to the 1.5 snapshot, not the damaged newest one."""
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calibrate=False, learn_split=False, guard="probe"))
+    _scripted_probe(sizer, [2.0, 1.5, 1.8, 3.0])
+    seen = []
+    for k, step in enumerate([10, 20, 30]):
+        seen.append(_drift(sizer, k + 1))
+        sizer.keep_snapshot(opt, step)
+        assert sizer.message is None
+    assert all(torch.equal(a, p) for a, p in zip(sizer._anchor.params, seen[2]))
+    _drift(sizer, 4)
+    sizer.keep_snapshot(opt, 40)
+    assert sizer.message is not None and "best-probe" in sizer.message
+    assert all(torch.equal(p, b) for p, b in zip(sizer.params, seen[1]))
+    assert sizer._anchor is sizer._best and sizer.state.guard_restores == 1
+    assert all(v == pytest.approx(0.5) for v in sizer.multipliers().values())
+    assert [t["probe"] for t in sizer.report()["guard_trace"]] == [2.0, 1.5, 1.8, 3.0]
+
+
+def test_probe_guard_ignores_small_rises_of_a_near_zero_probe_loss(make_vit):
+    """From 3.0 down to 0.1, a reading of 0.4 (4× its best) stays below 1.3 × half the first value."""
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calibrate=False, learn_split=False, guard="probe"))
+    _scripted_probe(sizer, [3.0, 0.1, 0.4, 2.5])
+    for k in range(3):
+        _drift(sizer, 1)
+        sizer.keep_snapshot(opt, 10 * (k + 1))
+        assert sizer.message is None
+    sizer.keep_snapshot(opt, 40)
+    assert sizer.message is not None and sizer.state.guard_restores == 1
+
+
+def test_loss_guard_option_restores_the_newest_snapshot_even_with_a_probe(make_vit):
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calibrate=False, learn_split=False, guard="loss"))
+    _scripted_probe(sizer, [])   # guard=loss never reads it
+    _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 10)
+    newest = _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 20)
+    assert sizer.state.guard_trace == [] and all(torch.equal(a, p) for a, p in zip(sizer._anchor.params, newest))
+
+
+def test_a_train_loss_spike_in_probe_mode_restores_the_best_snapshot(make_vit):
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calibrate=False, learn_split=False, guard="probe"))
+    _scripted_probe(sizer, [1.0, 1.2])
+    best = _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 10)
+    _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 20)          # 1.2: the newest anchor, not the best
+    for step, loss in enumerate([1.0, 1.0, 1.0]):
+        assert sizer.before_update(loss, opt, 1.0, 21 + step) is None
+    msg = sizer.before_update(10.0, opt, 1.0, 24)
+    assert msg is not None and "best-probe" in msg
+    assert all(torch.equal(p, b) for p, b in zip(sizer.params, best))
+
+
+def test_state_dict_keeps_the_best_snapshot_apart_from_the_anchor(make_vit):
+    cfg = StepSizeSettings(calibrate=False, learn_split=False, guard="probe")
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, cfg)
+    _scripted_probe(sizer, [1.0, 1.2])
+    best = _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 10)
+    _drift(sizer, 1)
+    sizer.keep_snapshot(opt, 20)
+    buf = io.BytesIO()
+    torch.save(sizer.state_dict(), buf)
+    buf.seek(0)
+    other, _ = learner(copy.deepcopy(model), cfg)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    assert other._best is not other._anchor
+    assert all(torch.equal(a, b) for a, b in zip(other._best.params, best))
+    assert other.state.guard_best == 1.0 and len(other.state.guard_trace) == 2
+
+
 def test_state_dict_round_trips_through_a_weights_only_load(make_vit):
     cfg = StepSizeSettings(calib_steps=5)
     model = lora_vit(make_vit)
@@ -269,6 +358,9 @@ def test_stepsize_config_checks():
     settings = StepSizeSettings.from_config(cfg, interval=5)
     assert settings.calib_safety == 8 and settings.calib_range == (0.01, 1.0) and settings.interval == 5
     assert settings.calib_steps == 20 and settings.calib_probe == 2 and settings.step_relative   # None in the config = the documented default
+    assert settings.guard == "probe" and StepSizeSettings.from_config(MetaConfig(guard="loss"), 5).guard == "loss"
+    with pytest.raises(ValueError, match="meta.guard"):
+        MetaConfig(guard="best")
     with pytest.raises(ValueError, match="meta.mode"):
         MetaConfig(mode="steps")
     with pytest.raises(ValueError, match="head_lr_mult"):

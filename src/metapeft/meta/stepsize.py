@@ -20,7 +20,11 @@ makes "module-wise learning rate" literal, in three parts:
    is a clipped, sign-aware step on the log step size (not Adam's ±lr whatever the signal), bounded
    to ``[min_mult, max_mult]`` × ρ so no group is ever pushed past the measured cliff.
 3. **Guard**: a train-loss spike (smoothed loss > ``guard_spike`` × its minimum and × half its first
-   value, or non-finite) restores the snapshot of the last meta step and halves every multiplier.
+   value, or non-finite) restores a snapshot and halves every multiplier. With ``meta.guard=probe`` (the
+   default) every snapshot also reads the range test's probe loss: past ``1 + CALIB_TOLERANCE`` times its
+   best (and that × half its first value) the run goes back to the snapshot with the best probe loss.
+   A slow collapse (the train loss drifting to chance over a few dozen steps, never doubling) damaged the
+   newest snapshot too, so restoring that one (``guard=loss``) could not recover the run.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class StepSizeSettings:
     step_relative: bool = True
     learn_split: bool = False  # True: the hypergradient split (part 2); False: the range test's lr for every group
     guard_spike: float = 2.0
+    guard: str = "probe"      # probe: also watch the probe loss at every snapshot, restore the best one
     lr: float = 0.25          # meta.lr: the largest move of a log step size per meta step
     interval: int = 10        # one meta step every this many inner steps
 
@@ -68,7 +73,7 @@ class StepSizeSettings:
                  "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe,
                  "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
-                 "learn_split": meta.learn_split,
+                 "learn_split": meta.learn_split, "guard": meta.guard,
                  "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
         return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
 
@@ -117,6 +122,9 @@ class StepSizeState:
     watch: _LossWatch = field(default_factory=_LossWatch)
     calib_trace: list[dict] = field(default_factory=list)
     trace: list[dict] = field(default_factory=list)
+    guard_best: float = math.inf     # guard=probe: lowest probe loss at a snapshot since the range test
+    guard_start: float = math.nan    # ... and the first one (the floor's reference)
+    guard_trace: list[dict] = field(default_factory=list)   # guard=probe: step, probe loss, best at each snapshot
 
 
 class StepSizeLearner:
@@ -137,6 +145,8 @@ class StepSizeLearner:
         self.base_lr = base_lr
         self._ring: list[_Snapshot] = []
         self._anchor: _Snapshot | None = None
+        self._best: _Snapshot | None = None   # guard=probe: the snapshot with the lowest probe loss
+        self.message: str | None = None       # what the last due step's guard did (the trainer logs it)
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def set_probe(self, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -232,6 +242,7 @@ class StepSizeLearner:
         self._ring = []
         s.watch = _LossWatch()
         self._anchor = self._snapshot(optimizer, s.rho)
+        self._best, s.guard_best, s.guard_start = None, math.inf, math.nan
         if not restore:
             self._set_lrs(optimizer, schedule_factor)
             return None
@@ -241,26 +252,61 @@ class StepSizeLearner:
         s = self.state
         s.guard_restores += 1
         self.log_mult = [v - math.log(2.0) for v in self.log_mult]
-        if self._anchor is not None:
-            self._restore(optimizer, self._anchor)
+        snap, which = (self._best, "best-probe") if self._best is not None else (self._anchor, "last meta-step")
+        if snap is not None:
+            self._restore(optimizer, snap)
+            self._anchor = snap
         s.watch = _LossWatch()
-        return f"step {step}: train loss spiked ({loss:.3g}); restored the last meta-step snapshot, step sizes halved"
+        return f"step {step}: train loss spiked ({loss:.3g}); restored the {which} snapshot, step sizes halved"
+
+    def _probe_guard(self, optimizer, step: int) -> bool:
+        """guard=probe, at a snapshot: True (and the best snapshot restored, step sizes halved) when the probe
+        loss rose past ``1 + CALIB_TOLERANCE`` × max(its best, GUARD_FLOOR × its first value); else the new
+        snapshot becomes the anchor, and the best one when its probe loss is the lowest so far."""
+        s = self.state
+        probe = self._probe_loss()
+        if math.isnan(s.guard_start):
+            s.guard_start = probe
+        limit = (1 + CALIB_TOLERANCE) * max(s.guard_best, GUARD_FLOOR * s.guard_start)
+        s.guard_trace.append({"step": step, "probe": probe, "best": s.guard_best})
+        if self._best is not None and not probe <= limit:
+            s.guard_restores += 1
+            self.log_mult = [v - math.log(2.0) for v in self.log_mult]
+            self._restore(optimizer, self._best)
+            self._anchor = self._best
+            s.watch = _LossWatch()
+            self.message = (f"step {step}: probe loss rose to {probe:.3g} (best {s.guard_best:.3g}); restored the "
+                            f"best-probe snapshot, step sizes halved")
+            return True
+        self._anchor = self._snapshot(optimizer, s.rho)
+        if probe <= s.guard_best:
+            s.guard_best, self._best = probe, self._anchor
+        return False
+
+    def _advance_anchor(self, optimizer, step: int) -> None:
+        """The snapshot a due step leaves (Δφ is measured from it; the guard restores one)."""
+        self.message = None
+        if self.cfg.guard == "probe" and self.probe is not None:
+            self._probe_guard(optimizer, step)
+        else:
+            self._anchor = self._snapshot(optimizer, self.state.rho)
 
     # ------------------------------------------------------------------ the meta step
     def is_due(self, inner_step: int) -> bool:
         return not self.state.calibrating and inner_step % self.cfg.interval == 0
 
-    def keep_snapshot(self, optimizer: torch.optim.Optimizer) -> MetaStepResult:
+    def keep_snapshot(self, optimizer: torch.optim.Optimizer, step: int = 0) -> MetaStepResult:
         """A due step without the split (``meta.learn_split=false``): only the guard's snapshot moves on;
         no validation batch, no outer loss, no backward."""
-        self._anchor = self._snapshot(optimizer, self.state.rho)
+        self._advance_anchor(optimizer, step)
         return MetaStepResult(self.state.meta_steps, math.nan, 0.0, skipped=True, reason="meta.learn_split=false")
 
-    def step(self, x_val: torch.Tensor, y_val: torch.Tensor, optimizer: torch.optim.Optimizer) -> MetaStepResult:
+    def step(self, x_val: torch.Tensor, y_val: torch.Tensor, optimizer: torch.optim.Optimizer,
+             inner_step: int = 0) -> MetaStepResult:
         """One outer-loss backward; moves each log multiplier along its normalised hypergradient."""
         s = self.state
         if not self.cfg.learn_split:
-            return self.keep_snapshot(optimizer)
+            return self.keep_snapshot(optimizer, inner_step)
         loss = self.outer_loss(self.model(x_val), y_val)
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
         grads = self.reduce([torch.zeros_like(p) if g is None else g.detach() for p, g in zip(self.params, grads)])
@@ -268,7 +314,7 @@ class StepSizeLearner:
         s.meta_steps += 1
         anchor = self._anchor
         if anchor is None or not math.isfinite(val_loss):
-            self._anchor = self._snapshot(optimizer, s.rho)
+            self._advance_anchor(optimizer, inner_step)
             return MetaStepResult(s.meta_steps, val_loss, 0.0, skipped=True, reason="no update to measure yet")
         dot = [0.0] * len(self.names)
         g2 = [0.0] * len(self.names)
@@ -293,7 +339,7 @@ class StepSizeLearner:
             moves = [m - mean for m in moves]
         for i, move in enumerate(moves):
             self.log_mult[i] = min(hi, max(lo, self.log_mult[i] + move))
-        self._anchor = self._snapshot(optimizer, s.rho)
+        self._advance_anchor(optimizer, inner_step)
         norm = math.sqrt(sum(c * c for c in cosines))
         s.trace.append({"step": s.meta_steps, "val_loss": val_loss, "cos": cosines,
                         "mult": [math.exp(v) for v in self.log_mult]})
@@ -321,7 +367,8 @@ class StepSizeLearner:
         return {"mode": "stepsize", "groups": self.names, "multipliers": self.multipliers(),
                 "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calibrating": s.calibrating,
                 "effective_lr": self.effective_lrs(), "guard_restores": s.guard_restores,
-                "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace}
+                "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace,
+                "guard": self.cfg.guard, "guard_trace": s.guard_trace}
 
     def state_dict(self) -> dict:
         s = self.state
@@ -334,7 +381,10 @@ class StepSizeLearner:
                 "meta_steps": s.meta_steps,
                 "guard_restores": s.guard_restores,
                 "watch": [s.watch.ema, s.watch.n, s.watch.best, s.watch.start], "calib_trace": s.calib_trace, "trace": s.trace,
-                "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor)}
+                "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor),
+                "guard_best": s.guard_best, "guard_start": s.guard_start, "guard_trace": s.guard_trace,
+                "best_is_anchor": self._best is not None and self._best is self._anchor,
+                "best": None if self._best is self._anchor else snap(self._best)}
 
     def load_state_dict(self, d: dict) -> None:
         def snap(x):
@@ -347,8 +397,12 @@ class StepSizeLearner:
                                    meta_steps=int(d["meta_steps"]), guard_restores=int(d["guard_restores"]),
                                    watch=_LossWatch(*d["watch"]), calib_trace=list(d["calib_trace"]),
                                    trace=list(d["trace"]))
+        self.state.guard_best = float(d.get("guard_best", math.inf))
+        self.state.guard_start = float(d.get("guard_start", math.nan))
+        self.state.guard_trace = list(d.get("guard_trace", []))
         self._ring = [snap(x) for x in d["ring"]]
         self._anchor = snap(d["anchor"])
+        self._best = self._anchor if d.get("best_is_anchor") else snap(d.get("best"))
 
 
 def stepsize_summary(report: dict) -> str:

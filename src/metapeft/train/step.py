@@ -166,8 +166,10 @@ class TrainStep:
         self.log.scalars(state.step, {"train/loss": loss_value, "train/lr": lr})
         if self.sizer is not None and self.sizer.is_due(state.step):  # after φ moved: Δφ includes this step
             # Without the split no validation batch is drawn (the stream has its own generators).
-            res = (self.sizer.step(*next(val_batches), self.optimizer) if self.sizer.cfg.learn_split
-                   else self.sizer.keep_snapshot(self.optimizer))
+            res = (self.sizer.step(*next(val_batches), self.optimizer, state.step) if self.sizer.cfg.learn_split
+                   else self.sizer.keep_snapshot(self.optimizer, state.step))
+            if self.sizer.message is not None:  # the probe guard restored the best snapshot
+                self.log.info(self.sizer.message)
             if not res.skipped:
                 lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
                 self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
