@@ -151,8 +151,9 @@ class MetaConfig:
         "sizes (0: off); null = 2", ge=0))
     guard: Literal["loss", "probe"] | None = field(default=None, metadata=spec(
         "stepsize: what the guard restores. loss: the newest snapshot, on a train-loss spike only. probe: "
-        "at every snapshot the range test's probe loss is also read; past 1.3x its best the run goes back "
-        "to the snapshot with the best probe loss (a slow collapse damages the newest one too); null = probe"))
+        "at every snapshot the range test's probe loss is also read; above 1.3x its best at 2 snapshots in a "
+        "row the run goes back to the snapshot with the best probe loss (a collapse damages the newest one "
+        "too); null = probe"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "meta")

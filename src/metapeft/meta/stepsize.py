@@ -22,7 +22,9 @@ makes "module-wise learning rate" literal, in three parts:
 3. **Guard**: a train-loss spike (smoothed loss > ``guard_spike`` × its minimum and × half its first
    value, or non-finite) restores a snapshot and halves every multiplier. With ``meta.guard=probe`` (the
    default) every snapshot also reads the range test's probe loss: past ``1 + CALIB_TOLERANCE`` times its
-   best (and that × half its first value) the run goes back to the snapshot with the best probe loss.
+   best (and that × half its first value) at ``GUARD_PATIENCE`` snapshots in a row, the run goes back to the
+   snapshot with the best probe loss. One high reading is not enough: on MSTAR-LT a single +32 % reading
+   that the run recovered from by itself tripped it and cost 4 pt.
    A slow collapse (the train loss drifting to chance over a few dozen steps, never doubling) damaged the
    newest snapshot too, so restoring that one (``guard=loss``) could not recover the run.
 """
@@ -46,6 +48,7 @@ CALIB_TOLERANCE = 0.3  # the range test ends when the smoothed loss exceeds (1 +
 STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
 GUARD_FLOOR = 0.5      # the guard ignores rises that stay below guard_spike × this × the run's first loss
+GUARD_PATIENCE = 2     # guard=probe trips after this many high probe readings in a row (one is noise)
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class StepSizeState:
     guard_best: float = math.inf     # guard=probe: lowest probe loss at a snapshot since the range test
     guard_start: float = math.nan    # ... and the first one (the floor's reference)
     guard_trace: list[dict] = field(default_factory=list)   # guard=probe: step, probe loss, best at each snapshot
+    guard_high: int = 0              # guard=probe: consecutive readings above the limit
 
 
 class StepSizeLearner:
@@ -242,7 +246,7 @@ class StepSizeLearner:
         self._ring = []
         s.watch = _LossWatch()
         self._anchor = self._snapshot(optimizer, s.rho)
-        self._best, s.guard_best, s.guard_start = None, math.inf, math.nan
+        self._best, s.guard_best, s.guard_start, s.guard_high = None, math.inf, math.nan, 0
         if not restore:
             self._set_lrs(optimizer, schedule_factor)
             return None
@@ -261,22 +265,25 @@ class StepSizeLearner:
 
     def _probe_guard(self, optimizer, step: int) -> bool:
         """guard=probe, at a snapshot: True (and the best snapshot restored, step sizes halved) when the probe
-        loss rose past ``1 + CALIB_TOLERANCE`` × max(its best, GUARD_FLOOR × its first value); else the new
-        snapshot becomes the anchor, and the best one when its probe loss is the lowest so far."""
+        loss has been above ``1 + CALIB_TOLERANCE`` × max(its best, GUARD_FLOOR × its first value) at
+        ``GUARD_PATIENCE`` snapshots in a row; else the new snapshot becomes the anchor, and the best one when
+        its probe loss is the lowest so far."""
         s = self.state
         probe = self._probe_loss()
         if math.isnan(s.guard_start):
             s.guard_start = probe
         limit = (1 + CALIB_TOLERANCE) * max(s.guard_best, GUARD_FLOOR * s.guard_start)
         s.guard_trace.append({"step": step, "probe": probe, "best": s.guard_best})
-        if self._best is not None and not probe <= limit:
+        s.guard_high = s.guard_high + 1 if (self._best is not None and not probe <= limit) else 0
+        if s.guard_high >= GUARD_PATIENCE:
+            s.guard_high = 0
             s.guard_restores += 1
             self.log_mult = [v - math.log(2.0) for v in self.log_mult]
             self._restore(optimizer, self._best)
             self._anchor = self._best
             s.watch = _LossWatch()
-            self.message = (f"step {step}: probe loss rose to {probe:.3g} (best {s.guard_best:.3g}); restored the "
-                            f"best-probe snapshot, step sizes halved")
+            self.message = (f"step {step}: probe loss {probe:.3g} ({GUARD_PATIENCE} readings in a row above "
+                            f"{limit:.3g}, best {s.guard_best:.3g}); restored the best-probe snapshot, step sizes halved")
             return True
         self._anchor = self._snapshot(optimizer, s.rho)
         if probe <= s.guard_best:
@@ -383,6 +390,7 @@ class StepSizeLearner:
                 "watch": [s.watch.ema, s.watch.n, s.watch.best, s.watch.start], "calib_trace": s.calib_trace, "trace": s.trace,
                 "ring": [snap(x) for x in self._ring], "anchor": snap(self._anchor),
                 "guard_best": s.guard_best, "guard_start": s.guard_start, "guard_trace": s.guard_trace,
+                "guard_high": s.guard_high,
                 "best_is_anchor": self._best is not None and self._best is self._anchor,
                 "best": None if self._best is self._anchor else snap(self._best)}
 
@@ -400,6 +408,7 @@ class StepSizeLearner:
         self.state.guard_best = float(d.get("guard_best", math.inf))
         self.state.guard_start = float(d.get("guard_start", math.nan))
         self.state.guard_trace = list(d.get("guard_trace", []))
+        self.state.guard_high = int(d.get("guard_high", 0))
         self._ring = [snap(x) for x in d["ring"]]
         self._anchor = snap(d["anchor"])
         self._best = self._anchor if d.get("best_is_anchor") else snap(d.get("best"))
