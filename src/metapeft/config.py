@@ -153,7 +153,7 @@ class MetaConfig:
         "stepsize: what the guard restores. loss: the newest snapshot, on a train-loss spike only. probe: "
         "at every snapshot the range test's probe loss is also read; above 1.3x its best at 2 snapshots in a "
         "row the run goes back to the snapshot with the best probe loss (a collapse damages the newest one "
-        "too); null = probe"))
+        "too); without a probe (calibrate=false or calib_probe=0) it acts as loss; null = probe"))
 
     def __post_init__(self) -> None:
         validate_fields(self, "meta")

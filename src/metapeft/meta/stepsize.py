@@ -24,7 +24,8 @@ makes "module-wise learning rate" literal, in three parts:
    default) every snapshot also reads the range test's probe loss: past ``1 + CALIB_TOLERANCE`` times its
    best (and that × half its first value) at ``GUARD_PATIENCE`` snapshots in a row, the run goes back to the
    snapshot with the best probe loss. One high reading is not enough: on MSTAR-LT a single +32 % reading
-   that the run recovered from by itself tripped it and cost 4 pt.
+   that the run recovered from by itself tripped it and cost 4 pt. Without a probe (no range test, or
+   ``calib_probe=0``) it acts as ``guard=loss``.
    A slow collapse (the train loss drifting to chance over a few dozen steps, never doubling) damaged the
    newest snapshot too, so restoring that one (``guard=loss``) could not recover the run.
 """
