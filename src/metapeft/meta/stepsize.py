@@ -253,22 +253,27 @@ class StepSizeLearner:
             return None
         return msg
 
-    def _guard(self, optimizer, step: int, loss: float) -> str:
+    def _back_off(self, optimizer, snap: _Snapshot | None) -> None:
+        """What every guard trip does: halve every step size, go back to ``snap`` (it becomes the anchor)
+        and restart the loss watch from there."""
         s = self.state
         s.guard_restores += 1
         self.log_mult = [v - math.log(2.0) for v in self.log_mult]
-        snap, which = (self._best, "best-probe") if self._best is not None else (self._anchor, "last meta-step")
         if snap is not None:
             self._restore(optimizer, snap)
             self._anchor = snap
         s.watch = _LossWatch()
+
+    def _guard(self, optimizer, step: int, loss: float) -> str:
+        snap, which = (self._best, "best-probe") if self._best is not None else (self._anchor, "last meta-step")
+        self._back_off(optimizer, snap)
         return f"step {step}: train loss spiked ({loss:.3g}); restored the {which} snapshot, step sizes halved"
 
-    def _probe_guard(self, optimizer, step: int) -> bool:
-        """guard=probe, at a snapshot: True (and the best snapshot restored, step sizes halved) when the probe
-        loss has been above ``1 + CALIB_TOLERANCE`` × max(its best, GUARD_FLOOR × its first value) at
-        ``GUARD_PATIENCE`` snapshots in a row; else the new snapshot becomes the anchor, and the best one when
-        its probe loss is the lowest so far."""
+    def _probe_guard(self, optimizer, step: int) -> None:
+        """guard=probe, at a snapshot: when the probe loss has been above ``1 + CALIB_TOLERANCE`` ×
+        max(its best, GUARD_FLOOR × its first value) at ``GUARD_PATIENCE`` snapshots in a row, back off to
+        the best snapshot (``self.message`` says so); else the new snapshot becomes the anchor, and the best
+        one when its probe loss is the lowest so far."""
         s = self.state
         probe = self._probe_loss()
         if math.isnan(s.guard_start):
@@ -278,18 +283,13 @@ class StepSizeLearner:
         s.guard_high = s.guard_high + 1 if (self._best is not None and not probe <= limit) else 0
         if s.guard_high >= GUARD_PATIENCE:
             s.guard_high = 0
-            s.guard_restores += 1
-            self.log_mult = [v - math.log(2.0) for v in self.log_mult]
-            self._restore(optimizer, self._best)
-            self._anchor = self._best
-            s.watch = _LossWatch()
+            self._back_off(optimizer, self._best)
             self.message = (f"step {step}: probe loss {probe:.3g} ({GUARD_PATIENCE} readings in a row above "
                             f"{limit:.3g}, best {s.guard_best:.3g}); restored the best-probe snapshot, step sizes halved")
-            return True
+            return
         self._anchor = self._snapshot(optimizer, s.rho)
         if probe <= s.guard_best:
             s.guard_best, self._best = probe, self._anchor
-        return False
 
     def _advance_anchor(self, optimizer, step: int) -> None:
         """The snapshot a due step leaves (Δφ is measured from it; the guard restores one)."""
