@@ -150,11 +150,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         set_enabled(previous)
     print(result.metrics)
     stepsize_path, gamma_path = result.out_dir / "stepsize.json", result.out_dir / "gamma.json"
-    if stepsize_path.exists():  # meta.mode=stepsize: γ stays at its init, the step sizes are what was learned
+    if stepsize_path.exists():  # the range test's outcome (and, in meta.mode=stepsize, the learned step sizes)
         from .meta.stepsize import stepsize_summary
 
         print("\n" + stepsize_summary(json.loads(stepsize_path.read_text())))
-    elif gamma_path.exists():
+    if gamma_path.exists() and not (stepsize_path.exists() and cfg.meta.mode == "stepsize"):
         from .meta.report import gamma_summary
 
         print("\n" + gamma_summary(json.loads(gamma_path.read_text()), bool(cfg.meta.enabled)))

@@ -121,14 +121,17 @@ class MetaConfig:
     # The stepsize mode (issue 17, meta/stepsize.py). New fields default to None (= the documented default),
     # so a sweep started before they existed still resumes.
     mode: Literal["gamma", "stepsize"] | None = field(default=None, metadata=spec(
-        "gamma (the paper: one learned output scale γ per site) | stepsize (LR range-test warm-up, then learned "
-        "split of the step size between head, input and output matrices); null = gamma"))
+        "gamma (the paper's one learned output scale γ per site; by default after an LR range test, see "
+        "meta.calibrate) | stepsize (the LR range test alone, or with meta.learn_split the learned split of the "
+        "step size between head, input and output matrices; γ stays at its init); null = gamma"))
     step_groups: Literal["kind", "block"] | None = field(default=None, metadata=spec(
         "stepsize: kind (head, input, output matrices) | block (block × kind); null = kind"))
     scale_invariant: bool | None = field(default=None, metadata=spec(
         "stepsize: divide a zero-initialised output matrix's lr by (α·γ₀)², so α/r stops mattering; null = true"))
     calibrate: bool | None = field(default=None, metadata=spec(
-        "stepsize: the first calib_steps steps are an LR range test (train.lr is then unused); null = true"))
+        "the first calib_steps steps are an LR range test that sets the run's lr (train.lr is then unused), "
+        "and meta.guard watches the run; γ (gamma mode) learns once it has ended. null = true in both modes "
+        "(gamma: false is the paper's method at train.lr). A null skips it in runs under 3 × calib_steps steps"))
     calib_steps: int | None = field(default=None, metadata=spec(
         "stepsize: length of the LR range test; null = 20 (10 collapsed a run, results.md)", ge=3))
     calib_range: list[float] | None = field(default=None, metadata=spec(
@@ -137,9 +140,10 @@ class MetaConfig:
         "stepsize: the range test watches the loss of this many fixed class-balanced val batches (0: the "
         "smoothed train loss instead); null = 2", ge=0))
     calib_safety: float | None = field(default=None, metadata=spec(
-        "stepsize: the run's lr = the lr where the loss rose ÷ this; null = 4", ge=1))
+        "the run's lr = the lr where the range test's loss rose ÷ this; null = 4 up to 3 epochs, 8 at 10 "
+        "(the hold-out's picks), log-linear in train.epochs between and beyond, at most 16", ge=1))
     max_mult: float | None = field(default=None, metadata=spec(
-        "stepsize: highest learned multiplier of a group's lr; null = 2 (with calib_safety 4: half the cliff)", ge=1))
+        "stepsize: highest learned multiplier of a group's lr; null = 2", ge=1))
     step_relative: bool | None = field(default=None, metadata=spec(
         "stepsize: learn only the split of the lr between groups (the range test sets its level); null = true"))
     learn_split: bool | None = field(default=None, metadata=spec(

@@ -225,6 +225,25 @@ def test_guard_restores_the_last_snapshot_and_halves_step_sizes(make_vit):
     assert all(v == pytest.approx(0.5) for v in sizer.multipliers().values())
 
 
+def test_a_guard_restore_puts_tracked_gamma_back_too(make_vit):
+    """meta.mode=gamma with meta.calibrate: γ learns outside φ's optimizer; a restore must undo it as well."""
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, StepSizeSettings(calibrate=False, guard_spike=2.0))
+    gammas = [p for n, p in model.named_parameters() if "modulator" in n]
+    assert gammas
+    sizer.track(gammas)
+    sizer.keep_snapshot(opt)                     # anchor: γ = 1
+    at_anchor = [g.detach().clone() for g in gammas]
+    for step, loss in enumerate([1.0, 1.0, 1.0]):
+        assert sizer.before_update(loss, opt, 1.0, step) is None
+        with torch.no_grad():
+            for g in gammas:
+                g.mul_(3.0)                      # γ moved on the trajectory the guard is about to undo
+    assert sizer.before_update(10.0, opt, 1.0, 3) is not None
+    assert all(torch.equal(g, a) for g, a in zip(gammas, at_anchor))
+    assert sizer.report()["mode"] == "gamma+calibrate"
+
+
 def test_guard_ignores_noise_once_the_loss_is_near_zero(make_vit):
     """A train loss that fell from 3 to 0.05 and then reads 0.3 (batch noise, 6× its minimum) is no spike: it
     stays far below where the run started. Back above the start it is one."""

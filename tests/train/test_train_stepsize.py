@@ -81,3 +81,25 @@ def test_resuming_a_run_of_the_other_meta_mode_names_meta_mode(tmp_path, tiny_ru
     with pytest.raises(CheckpointError, match="meta.mode=gamma"):
         run(tmp_path, tiny_run + STEPSIZE[:2] + ["data.max_per_class=12", "train.epochs=2"], "g", resume=True)
     assert sorted(p.name for p in done.out_dir.rglob("*")) == before
+
+
+def test_a_null_calib_safety_follows_the_run_length(tmp_path, tiny_run):
+    """The trainer hands train.epochs to the rule: 10 epochs are cliff ÷ 8."""
+    over = [o for o in STEPSIZE if not o.startswith("train.epochs")] + ["train.epochs=10", "data.max_per_class=4"]
+    a = run(tmp_path, tiny_run + over, "rule")
+    rep = json.loads((a.out_dir / "stepsize.json").read_text())
+    assert rep["calib_safety"] == pytest.approx(8.0)
+    assert rep["reference_lr"] == pytest.approx(rep["lr_cliff"] / rep["calib_safety"])
+    fixed = run(tmp_path, tiny_run + over + ["meta.calib_safety=4"], "fixed")
+    assert json.loads((fixed.out_dir / "stepsize.json").read_text())["calib_safety"] == 4
+
+
+def test_a_run_too_short_for_the_range_test_trains_at_train_lr(tmp_path, tiny_run, capsys):
+    """11 steps and a 20-step range test: before, the run ended mid-ramp; now the test is off and train.lr is used."""
+    over = tiny_run + ["meta.enabled=true", "meta.mode=stepsize", "data.max_per_class=12", "train.epochs=1",
+                       "train.lr=0.02"]
+    a = Trainer(RunConfig.load(None, over), tmp_path / "short", quiet=False).run()
+    rep = json.loads((a.out_dir / "stepsize.json").read_text())
+    assert json.loads((a.out_dir / "metrics.json").read_text())["run"]["steps"] < 60
+    assert not rep["calibrating"] and rep["lr_cliff"] is None and rep["reference_lr"] == 0.02
+    assert "too few for the 20-step LR range test; it is off" in capsys.readouterr().err

@@ -39,9 +39,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..config import MetaConfig
 from .learner import MetaStepResult
 from .step_groups import StepGroup, learned_name
+from .stepsize_settings import StepSizeSettings
+
+__all__ = ["StepSizeLearner", "StepSizeSettings", "stepsize_summary"]
 
 LOSS_SMOOTHING = 0.7   # EMA weight of the past in the smoothed train loss (a few steps of memory)
 DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
@@ -50,36 +52,6 @@ STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine o
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
 GUARD_FLOOR = 0.5      # the guard ignores rises that stay below guard_spike × this × the run's first loss
 GUARD_PATIENCE = 2     # guard=probe trips after this many high probe readings in a row (one is noise)
-
-
-@dataclass(frozen=True)
-class StepSizeSettings:
-    """The stepsize mode's settings with their defaults (``MetaConfig`` keeps None for "default")."""
-
-    groups: str = "kind"
-    scale_invariant: bool = True
-    calibrate: bool = True
-    calib_steps: int = 20
-    calib_probe: int = 2      # fixed val batches the range test watches (0: the smoothed train loss)
-    calib_range: tuple[float, float] | None = None   # None: DEFAULT_RANGES[optimizer]
-    calib_safety: float = 4.0
-    max_mult: float = 2.0
-    step_relative: bool = True
-    learn_split: bool = False  # True: the hypergradient split (part 2); False: the range test's lr for every group
-    guard_spike: float = 2.0
-    guard: str = "probe"      # probe: also watch the probe loss at every snapshot, restore the best one
-    lr: float = 0.25          # meta.lr: the largest move of a log step size per meta step
-    interval: int = 10        # one meta step every this many inner steps
-
-    @classmethod
-    def from_config(cls, meta: MetaConfig, interval: int) -> "StepSizeSettings":
-        given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": meta.calibrate,
-                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe,
-                 "calib_safety": meta.calib_safety, "max_mult": meta.max_mult,
-                 "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
-                 "learn_split": meta.learn_split, "guard": meta.guard,
-                 "calib_range": tuple(meta.calib_range) if meta.calib_range else None}
-        return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
 
 
 @dataclass
@@ -153,6 +125,13 @@ class StepSizeLearner:
         self._best: _Snapshot | None = None   # guard=probe: the snapshot with the lowest probe loss
         self.message: str | None = None       # what the last due step's guard did (the trainer logs it)
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.tracked: list[torch.Tensor] = []  # γ when the paper's modulators learn beside it (calibrated gamma)
+
+    def track(self, tensors: list[torch.Tensor]) -> None:
+        """Tensors outside φ's optimizer whose values snapshots keep and restores put back: γ in
+        ``meta.mode=gamma`` with ``meta.calibrate``. A guard that restored φ but kept the γ learned on the
+        damaged trajectory would not undo it. (γ's own optimizer state is not rolled back.)"""
+        self.tracked = list(tensors)
 
     def set_probe(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """The fixed batch whose loss the range test watches (the same images at every lr: no batch noise)."""
@@ -355,7 +334,7 @@ class StepSizeLearner:
 
     # ------------------------------------------------------------------ snapshots
     def _snapshot(self, optimizer: torch.optim.Optimizer, rho: float) -> _Snapshot:
-        params = [p.detach().clone() for p in self.params]
+        params = [p.detach().clone() for p in self.params + self.tracked]   # the tracked ones last, no opt state
         opt = [{k: (v.clone() if torch.is_tensor(v) else v) for k, v in optimizer.state.get(p, {}).items()}
                for p in self.params]
         return _Snapshot(rho, params, opt)
@@ -368,12 +347,15 @@ class StepSizeLearner:
                     optimizer.state[p] = {k: (t.clone() if torch.is_tensor(t) else t) for k, t in st.items()}
                 else:
                     optimizer.state.pop(p, None)
+            for p, v in zip(self.tracked, snap.params[len(self.params):]):
+                p.copy_(v)
 
     # ------------------------------------------------------------------ checkpoints and reports
     def report(self) -> dict:
         s = self.state
-        return {"mode": "stepsize", "groups": self.names, "multipliers": self.multipliers(),
-                "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calibrating": s.calibrating,
+        return {"mode": "gamma+calibrate" if self.tracked else "stepsize", "groups": self.names, "multipliers": self.multipliers(),
+                "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calib_safety": self.cfg.calib_safety,
+                "calibrating": s.calibrating,
                 "effective_lr": self.effective_lrs(), "guard_restores": s.guard_restores,
                 "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace,
                 "guard": self.cfg.guard, "guard_trace": s.guard_trace}
@@ -420,6 +402,8 @@ def stepsize_summary(report: dict) -> str:
     cliff = report.get("lr_cliff")
     found = (f"loss rose at lr {cliff:.3g}, run lr {report['reference_lr']:.3g}" if cliff is not None
              else f"run lr {report['reference_lr']:.3g} (no range test)")
+    if report.get("mode") == "gamma+calibrate":   # the paper's γ learned on top: no multipliers to list
+        return f"LR range test before γ learned: {found}; guard restores: {report['guard_restores']}"
     lines = [f"learned step sizes (γ fixed at its init): {found}; guard restores: {report['guard_restores']}"]
     for name, mult in report["multipliers"].items():
         lines.append(f"  {name:>12s}  × {mult:.3f}   peak lr {report['effective_lr'][name]:.4g}")

@@ -239,14 +239,14 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
 
     saved, path = pre.saved, pre.checkpoint
     assert saved is not None and path is not None
-    if meta is not None and "meta" in saved:  # first: the optimizer's param groups differ between the modes too
+    if meta and "meta" in saved:  # first: the optimizer's param groups differ between the modes too
         _check_meta_mode(path, meta, saved["meta"])
     try:
         ckpt.load_trainable_state(model, saved["trainable"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
         scheduler.load_state_dict(state["scheduler"])
-        if meta is not None:
+        if meta:
             if "meta" not in saved:
                 raise ValueError("meta.pt is missing but meta-learning is on")
             meta.load_state_dict(saved["meta"])
@@ -256,13 +256,14 @@ def restore(pre: Preflight, model: Any, optimizer: Any, scheduler: Any, meta: An
 
 
 def _check_meta_mode(path: Path, meta: Any, state: dict[str, Any]) -> None:
-    """Name ``meta.mode`` when the checkpoint's meta state is of the other mode (e.g. a run started before a
-    default changed), instead of a bare shape error."""
-    saved_mode = "stepsize" if "log_mult" in state else "gamma"
-    live_mode = "stepsize" if hasattr(meta, "log_mult") else "gamma"
-    if saved_mode != live_mode:
-        raise ckpt.CheckpointError(f"{path} was written by a meta.mode={saved_mode} run but this run is "
-                                   f"meta.mode={live_mode}; resume with --set meta.mode={saved_mode}")
+    """Name the meta mode when the checkpoint's meta state is of another one (e.g. a run started before a
+    default changed), instead of a bare shape error. ``meta``: the run's :class:`MetaStates`."""
+    from .meta_states import FLAGS, saved_mode
+
+    saved = saved_mode(state)
+    if saved != meta.mode:
+        raise ckpt.CheckpointError(f"{path} was written by a {FLAGS[saved]} run but this run is "
+                                   f"{FLAGS[meta.mode]}; resume with --set {FLAGS[saved]}")
 
 
 def all_skipped_message(epoch: int, out: Path) -> str:

@@ -89,8 +89,9 @@ class TrainStep:
         """
         meta, phi, state, env, prec = self.meta, self.phi, self.state, self.env, self.precision
         lr = self.optimizer.param_groups[0]["lr"]  # this step's η: also the look-ahead's step size
-        # Counted from 1: with meta.interval k, γ moves in the k-th, 2k-th, ... step.
-        meta_now = meta is not None and meta.is_due(state.step + 1)
+        # Counted from 1: with meta.interval k, γ moves in the k-th, 2k-th, ... step. Not during a range test
+        # (gamma mode with meta.calibrate): its climbing lr ends in a divergence that the test then undoes.
+        meta_now = meta is not None and meta.is_due(state.step + 1) and not self.calibrating
         if meta_now:
             self.flush()  # earlier sync-free steps' bookkeeping before this step's own reads
         second_order = meta_now and meta.needs_graph
@@ -173,6 +174,11 @@ class TrainStep:
             if not res.skipped:
                 lrs = self.sizer.effective_lrs(_schedule_factor(self.scheduler))
                 self.log.scalars(state.step, {"meta/val_loss": res.val_loss, **{f"lr/{k}": v for k, v in lrs.items()}})
+
+    @property
+    def calibrating(self) -> bool:
+        """The step-size learner's LR range test is still running."""
+        return self.sizer is not None and self.sizer.state.calibrating
 
     def _sync_free_update(self, loss_vec: torch.Tensor, norm: torch.Tensor, micro_batches: Sequence[Batch],
                           stats: EpochStats | None, lr: float) -> None:

@@ -29,6 +29,8 @@ from ..meta import GammaReport, MetaLearner, gamma_report, prune_sites
 from ..meta.learner import resolve_interval
 from ..meta.step_groups import build_step_groups
 from ..meta.stepsize import StepSizeLearner, StepSizeSettings
+from ..meta.stepsize_settings import gamma_calibration, too_short
+from .meta_states import MetaStates
 from ..peft import TrainableSummary, gamma_parameters, trainable_summary
 from . import checkpoint as ckpt
 from . import guard
@@ -172,12 +174,20 @@ class Trainer:
         else:  # without γ learning γ is a constant (its init)
             for g in gamma_parameters(model):
                 g.requires_grad_(False)
-        if stepsize:  # learned step sizes: φ's optimizer gets one param group per step group
-            settings = StepSizeSettings.from_config(cfg.meta, resolve_interval(cfg.meta.interval, steps_per_epoch))
+        planned, interval = t.epochs * steps_per_epoch, resolve_interval(cfg.meta.interval, steps_per_epoch)
+        settings = (StepSizeSettings.from_config(cfg.meta, interval, total_steps=planned, epochs=t.epochs) if stepsize
+                    else gamma_calibration(cfg.meta, interval, planned, t.epochs) if meta is not None else None)
+        if settings is not None:  # φ's optimizer gets one param group per step group
+            if too_short(planned, settings.calib_steps):  # the range test would take over a third of the run
+                log.info(f"stepsize: {planned} steps are too few for the {settings.calib_steps}-step LR range test; "
+                         + (f"it is off and the run uses train.lr {t.lr:g}" if not settings.calibrate else
+                            "it runs because meta.calibrate=true, and may not end before the run does"))
             groups = build_step_groups(model, phi, by=settings.groups, scale_invariant=settings.scale_invariant,
                                        head_lr_mult=t.head_lr_mult)
             sizer = StepSizeLearner(net, groups, settings, base_lr=t.lr, optimizer_name=t.optimizer,
                                     outer_loss=outer, reduce=env.mean_)
+            if meta is not None:  # gamma mode with the range test: a guard's restore puts γ back too
+                sizer.track(meta.gammas)
             if settings.calibrate and settings.calib_probe:
                 x, y = calibration_probe(data, cfg, device, settings.calib_probe)
                 sizer.set_probe(env.shard(x), env.shard(y))
@@ -203,7 +213,8 @@ class Trainer:
         Nothing is written yet: a checkpoint that does not fit this run is refused with the dir untouched.
         """
         step = run.step
-        saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler, step.meta or step.sizer)
+        saved = rundir.restore(run.preflight, run.model, step.optimizer, step.scheduler,
+                               MetaStates(step.meta, step.sizer))
         run.state = step.state = TrainState.from_dict(saved)
         step.precision.load_state_dict(run.state.loss_scaler or {})  # fp16: resume with the scale it had
         run.log.info(f"resumed from {run.preflight.checkpoint} (epoch {run.state.epoch}, step {run.state.step})")
@@ -267,10 +278,10 @@ class Trainer:
         state.loss_scaler = step.precision.state_dict() or None
         if run.env.is_main:
             run.log.append_csv("history.csv", row)
+            meta = MetaStates(step.meta, step.sizer)
             ckpt.save_checkpoint(self.out / "checkpoints", epoch + 1, model=run.model, optimizer=step.optimizer,
                                  state=state.to_dict(),
-                                 meta_optimizer_state=(step.meta or step.sizer).state_dict()
-                                 if (step.meta or step.sizer) else None,
+                                 meta_optimizer_state=meta.state_dict() if meta else None,
                                  keep=self.cfg.train.keep_checkpoints)
         run.log.info("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         run.env.barrier()
