@@ -133,11 +133,11 @@ class MetaConfig:
         "and meta.guard watches the run; γ (gamma mode) learns once it has ended. null = true in both modes "
         "(gamma: false is the paper's method at train.lr). A null skips it in runs under 3 × calib_steps steps"))
     calib_steps: int | None = field(default=None, metadata=spec(
-        "stepsize: length of the LR range test; null = 20 (10 collapsed a run, results.md)", ge=3))
+        "range test (meta.calibrate): its length in steps; null = 20 (10 collapsed a run, results.md)", ge=3))
     calib_range: list[float] | None = field(default=None, metadata=spec(
-        "stepsize: [lo, hi] lr of the range test; null = sgd [1e-3, 1], adamw [1e-5, 0.1]", gt=0, length=2))
+        "range test: its [lo, hi] lr; null = sgd [1e-3, 1], adamw [1e-5, 0.1]", gt=0, length=2))
     calib_probe: int | None = field(default=None, metadata=spec(
-        "stepsize: the range test watches the loss of this many fixed class-balanced val batches (0: the "
+        "range test: it watches the loss of this many fixed class-balanced val batches (0: the "
         "smoothed train loss instead); null = 2", ge=0))
     calib_safety: float | None = field(default=None, metadata=spec(
         "the run's lr = the lr where the range test's loss rose ÷ this; null = 4 up to 3 epochs, 8 at 10 "
@@ -151,10 +151,10 @@ class MetaConfig:
         "(false: the range test alone sets one lr, no meta backward); null = false (on the hold-out it tied "
         "on AID-LT and lost on MSTAR-LT: docs/results.md)"))
     guard_spike: float | None = field(default=None, metadata=spec(
-        "stepsize: smoothed train loss above this × its minimum restores the last snapshot and halves the step "
+        "with the range test (both modes): smoothed train loss above this × its minimum restores the last snapshot and halves the step "
         "sizes (0: off); null = 2", ge=0))
     guard: Literal["loss", "probe"] | None = field(default=None, metadata=spec(
-        "stepsize: what the guard restores. loss: the newest snapshot, on a train-loss spike only. probe: "
+        "with the range test (both modes): what the guard restores. loss: the newest snapshot, on a train-loss spike only. probe: "
         "at every snapshot the range test's probe loss is also read; above 1.3x its best at 2 snapshots in a "
         "row the run goes back to the snapshot with the best probe loss (a collapse damages the newest one "
         "too); without a probe (calibrate=false or calib_probe=0) it acts as loss; null = probe"))
