@@ -70,3 +70,10 @@ def test_calibrate_false_is_the_paper_at_train_lr_and_null_is_calibrated(tmp_pat
     assert read(paper, "metrics.json")["run"]["meta_steps"] == 11   # every 2nd of 22 steps
     default = run(tmp_path, tiny_run + base, "default")              # meta.calibrate null: the library default
     assert read(default, "stepsize.json")["mode"] == "gamma+calibrate"
+
+
+def test_a_run_too_short_for_the_range_test_is_the_paper_mode_and_says_so(tmp_path, tiny_run, capsys):
+    over = tiny_run + ["meta.enabled=true", "meta.mode=gamma", "data.max_per_class=12", "train.epochs=1"]
+    a = Trainer(RunConfig.load(None, over), tmp_path / "short", quiet=False).run()
+    assert not (a.out_dir / "stepsize.json").exists() and read(a, "metrics.json")["run"]["meta_steps"] > 0
+    assert "too few for the LR range test; γ learns at train.lr" in capsys.readouterr().err
