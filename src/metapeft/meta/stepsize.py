@@ -43,7 +43,9 @@ from .learner import MetaStepResult
 from .step_groups import StepGroup, learned_name
 from .stepsize_settings import StepSizeSettings
 
-__all__ = ["StepSizeLearner", "StepSizeSettings", "stepsize_summary"]
+__all__ = ["CALIBRATED_GAMMA", "StepSizeLearner", "StepSizeSettings", "stepsize_summary"]
+
+CALIBRATED_GAMMA = "gamma+calibrate"   # report()["mode"] when γ learns beside the range test (meta.mode=gamma)
 
 LOSS_SMOOTHING = 0.7   # EMA weight of the past in the smoothed train loss (a few steps of memory)
 DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
@@ -353,8 +355,8 @@ class StepSizeLearner:
     # ------------------------------------------------------------------ checkpoints and reports
     def report(self) -> dict:
         s = self.state
-        return {"mode": "gamma+calibrate" if self.tracked else "stepsize", "groups": self.names, "multipliers": self.multipliers(),
-                "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calib_safety": self.cfg.calib_safety,
+        return {"mode": CALIBRATED_GAMMA if self.tracked else "stepsize", "groups": self.names,
+                "multipliers": self.multipliers(), "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calib_safety": self.cfg.calib_safety,
                 "calibrating": s.calibrating,
                 "effective_lr": self.effective_lrs(), "guard_restores": s.guard_restores,
                 "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace,
@@ -402,7 +404,7 @@ def stepsize_summary(report: dict) -> str:
     cliff = report.get("lr_cliff")
     found = (f"loss rose at lr {cliff:.3g}, run lr {report['reference_lr']:.3g}" if cliff is not None
              else f"run lr {report['reference_lr']:.3g} (no range test)")
-    if report.get("mode") == "gamma+calibrate":   # the paper's γ learned on top: no multipliers to list
+    if report.get("mode") == CALIBRATED_GAMMA:   # the paper's γ learned on top: no multipliers to list
         return f"LR range test before γ learned: {found}; guard restores: {report['guard_restores']}"
     lines = [f"learned step sizes (γ fixed at its init): {found}; guard restores: {report['guard_restores']}"]
     for name, mult in report["multipliers"].items():

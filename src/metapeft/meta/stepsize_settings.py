@@ -77,10 +77,8 @@ class StepSizeSettings:
 def gamma_calibration(meta: MetaConfig, interval: int, total_steps: int, epochs: float) -> StepSizeSettings | None:
     """``meta.mode=gamma`` with the range test (``meta.calibrate``; null = GAMMA_CALIBRATE): the settings of a
     step-size learner that only calibrates the lr and guards the run (no split), while γ learns as in the paper.
-    None: the paper's method at ``train.lr``."""
-    if meta.calibrate is None and (not GAMMA_CALIBRATE or too_short(total_steps, meta.calib_steps or StepSizeSettings.calib_steps)):
+    None: the paper's method at ``train.lr`` (also when a null ``calibrate`` meets a run too short for the test)."""
+    if meta.calibrate is False or (meta.calibrate is None and not GAMMA_CALIBRATE):
         return None
-    if meta.calibrate is False:
-        return None
-    return replace(StepSizeSettings.from_config(meta, interval, total_steps, epochs), calibrate=True,
-                   learn_split=False)
+    settings = StepSizeSettings.from_config(meta, interval, total_steps, epochs)
+    return replace(settings, learn_split=False) if settings.calibrate else None

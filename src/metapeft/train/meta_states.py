@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..meta import MetaLearner
-from ..meta.stepsize import StepSizeLearner
+from ..meta.stepsize import CALIBRATED_GAMMA, StepSizeLearner
 
-GAMMA, STEPSIZE, CALIBRATED_GAMMA = "gamma", "stepsize", "gamma+calibrate"
+GAMMA, STEPSIZE = "gamma", "stepsize"
 FLAGS = {GAMMA: "meta.mode=gamma meta.calibrate=false", STEPSIZE: "meta.mode=stepsize",
          CALIBRATED_GAMMA: "meta.mode=gamma meta.calibrate=true"}   # how to ask for each mode on a resume
 

@@ -177,11 +177,11 @@ class Trainer:
         planned, interval = t.epochs * steps_per_epoch, resolve_interval(cfg.meta.interval, steps_per_epoch)
         settings = (StepSizeSettings.from_config(cfg.meta, interval, total_steps=planned, epochs=t.epochs) if stepsize
                     else gamma_calibration(cfg.meta, interval, planned, t.epochs) if meta is not None else None)
-        if settings is None and meta is not None and cfg.meta.calibrate is None and too_short(
-                planned, cfg.meta.calib_steps or StepSizeSettings.calib_steps):
+        short = too_short(planned, cfg.meta.calib_steps or StepSizeSettings.calib_steps)  # test > 1/3 of the run
+        if short and settings is None and meta is not None and cfg.meta.calibrate is None:
             log.info(f"{planned} steps are too few for the LR range test; γ learns at train.lr {t.lr:g} (the paper)")
         if settings is not None:  # φ's optimizer gets one param group per step group
-            if too_short(planned, settings.calib_steps):  # the range test would take over a third of the run
+            if short:
                 log.info(f"stepsize: {planned} steps are too few for the {settings.calib_steps}-step LR range test; "
                          + (f"it is off and the run uses train.lr {t.lr:g}" if not settings.calibrate else
                             "it runs because meta.calibrate=true, and may not end before the run does"))
