@@ -129,11 +129,17 @@ class MetaConfig:
     scale_invariant: bool | None = field(default=None, metadata=spec(
         "stepsize: divide a zero-initialised output matrix's lr by (α·γ₀)², so α/r stops mattering; null = true"))
     calibrate: bool | None = field(default=None, metadata=spec(
-        "the first calib_steps steps are an LR range test that sets the run's lr (train.lr is then unused), "
+        "an LR range test of calib_steps steps (see calib_restart) sets the run's lr (train.lr is then unused), "
         "and meta.guard watches the run; γ (gamma mode) learns once it has ended. null = true in both modes "
         "(gamma: false is the paper's method at train.lr). A null skips it in runs under 3 × calib_steps steps"))
     calib_steps: int | None = field(default=None, metadata=spec(
         "range test (meta.calibrate): its length in steps; null = 20 (10 collapsed a run, results.md)", ge=3))
+    calib_restart: Literal["inline", "initial", "warm"] | None = field(default=None, metadata=spec(
+        "range test: inline = it is the run's first steps, and the run goes on from the weights it restored with "
+        "what is left of its schedule (sessions 1-5); initial = it runs on batches of its own before the run, "
+        "which then starts from its initial weights with its whole schedule at the found lr; warm = the same, "
+        "but the run starts from the weights the test restored (trained only below the found lr: a warm-up); "
+        "null = warm for adapter and adaptformer, inline for every other method (the hold-out's picks)"))
     calib_range: list[float] | None = field(default=None, metadata=spec(
         "range test: its [lo, hi] lr; null = sgd [1e-3, 1], adamw [1e-5, 0.1]", gt=0, length=2))
     calib_probe: int | None = field(default=None, metadata=spec(

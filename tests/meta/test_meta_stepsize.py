@@ -143,6 +143,57 @@ def test_a_non_finite_first_loss_ends_the_range_test_without_a_snapshot(make_vit
     assert opt.param_groups[0]["lr"] > 0
 
 
+def ramp_to_the_cliff(sizer, opt):
+    """Range-test steps with falling losses, then a loss rise that ends the test (the last update is undone)."""
+    for step, loss in enumerate([2.0, 1.9, 1.8, 1.7, 1.6, 1.5, 1.4, 8.0]):
+        if sizer.before_update(loss, opt, 1.0, step) is not None:
+            return
+        for p in sizer.params:
+            p.grad = torch.ones_like(p) * 0.01
+        opt.step()
+    raise AssertionError("the range test did not end")
+
+
+def test_restart_after_the_range_test_puts_the_initial_weights_back(make_vit):
+    """meta.calib_restart: θ₀ and an empty optimizer state, ρ kept, the watch and the guard's memory fresh."""
+    cfg = StepSizeSettings(calib_steps=10, calib_range=(1e-3, 1.0), restart="initial")
+    model = lora_vit(make_vit)
+    sizer, opt = learner(model, cfg)
+    theta0 = [p.detach().clone() for p in sizer.params]
+    with pytest.raises(RuntimeError, match="ended"):
+        sizer.restart(opt)                               # nothing to restart from mid-test
+    ramp_to_the_cliff(sizer, opt)
+    rho = sizer.state.rho
+    assert not sizer.state.calibrating and any(not torch.equal(p, q) for p, q in zip(sizer.params, theta0))
+    sizer.restart(opt)
+    assert all(torch.equal(p, q) for p, q in zip(sizer.params, theta0)) and not opt.state
+    assert sizer.state.rho == rho and sizer.state.watch.n == 0 and sizer.state.lr_cliff is not None
+    assert all(torch.equal(p, q) for p, q in zip(sizer._anchor.params, theta0))
+
+
+def test_a_warm_restart_keeps_the_weights_and_momentum_the_test_restored(make_vit):
+    cfg = StepSizeSettings(calib_steps=10, calib_range=(1e-3, 1.0), restart="warm")
+    sizer, opt = learner(lora_vit(make_vit), cfg)
+    theta0 = [p.detach().clone() for p in sizer.params]
+    ramp_to_the_cliff(sizer, opt)
+    restored = [p.detach().clone() for p in sizer.params]
+    momentum = {i: opt.state[p]["momentum_buffer"].clone() for i, p in enumerate(sizer.params) if p in opt.state}
+    assert momentum and any(not torch.equal(p, q) for p, q in zip(restored, theta0))
+    for p in sizer.params:                               # whatever happened since, the restart goes back
+        p.data.add_(1.0)
+    sizer.restart(opt)
+    assert all(torch.equal(p, q) for p, q in zip(sizer.params, restored))
+    assert all(torch.equal(opt.state[sizer.params[i]]["momentum_buffer"], m) for i, m in momentum.items())
+
+
+def test_restart_after_a_test_that_ended_before_any_update_keeps_theta0(make_vit):
+    sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calib_range=(1e-3, 1.0), restart="initial"))
+    theta0 = [p.detach().clone() for p in sizer.params]
+    assert sizer.before_update(float("nan"), opt, 1.0, 0) is None   # the test ends at once, no snapshot
+    sizer.restart(opt)
+    assert all(torch.equal(p, q) for p, q in zip(sizer.params, theta0))
+
+
 @pytest.mark.parametrize("direction,grows", [(-1.0, True), (1.0, False)])
 def test_hypergradient_grows_a_step_size_that_undershoots_and_shrinks_one_that_overshoots(make_vit, direction,
                                                                                            grows):

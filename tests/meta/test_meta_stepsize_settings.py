@@ -44,3 +44,26 @@ def test_a_range_test_longer_than_a_third_of_the_run_is_turned_off_unless_asked_
     asked = StepSizeSettings.from_config(MetaConfig(mode="stepsize", calibrate=True), interval=5, total_steps=11)
     assert asked.calibrate
     assert StepSizeSettings.from_config(MetaConfig(mode="stepsize", calib_steps=3), interval=5, total_steps=11).calibrate
+
+
+def test_calib_restart_reaches_the_settings():
+    for value in ("inline", "initial", "warm"):
+        assert StepSizeSettings.from_config(MetaConfig(mode="stepsize", calib_restart=value), 10).restart == value
+    assert StepSizeSettings.from_config(MetaConfig(mode="stepsize"), 10).restart == StepSizeSettings.restart
+    with pytest.raises(ValueError, match="calib_restart"):
+        MetaConfig(calib_restart="yes")
+
+
+def test_a_null_calib_restart_follows_the_peft_method():
+    """The hold-out's picks: warm for the bottleneck adapters, inline for LoRA and every unmeasured method."""
+    from metapeft.meta.stepsize_settings import WARM_RESTART_METHODS, default_calib_restart
+    from metapeft.peft import METHODS
+
+    assert WARM_RESTART_METHODS <= set(METHODS)        # a renamed method cannot silently lose its default
+    meta = MetaConfig(mode="stepsize")
+    assert StepSizeSettings.from_config(meta, 10, method="adapter").restart == "warm"
+    assert StepSizeSettings.from_config(meta, 10, method="adaptformer").restart == "warm"
+    assert StepSizeSettings.from_config(meta, 10, method="lora").restart == "inline"
+    assert default_calib_restart("vpt_deep") == "inline"
+    given = MetaConfig(mode="stepsize", calib_restart="initial")
+    assert StepSizeSettings.from_config(given, 10, method="adapter").restart == "initial"

@@ -88,3 +88,35 @@ def _count_reads(monkeypatch, *optimizers):
 def count_reads():
     """``with count_reads(monkeypatch, *optimizers) as counts:`` counts host reads of device values by name."""
     return _count_reads
+
+
+RESULT_KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
+
+
+class TinyRuns:
+    """Tiny training runs under one tmp dir: ``run`` trains (or resumes) one, ``read`` loads one of its JSON
+    files, ``results`` the metrics.json numbers two runs compare to be "the same run"."""
+
+    def __init__(self, root) -> None:
+        self.root = root
+
+    def run(self, overrides: list[str], name: str, resume: bool = False):
+        from metapeft.config import RunConfig
+        from metapeft.train import Trainer
+
+        return Trainer(RunConfig.load(None, overrides), self.root / name, resume=resume, quiet=True).run()
+
+    @staticmethod
+    def read(run, name: str) -> dict:
+        import json
+
+        return json.loads((run.out_dir / name).read_text())
+
+    def results(self, run) -> list:
+        metrics = self.read(run, "metrics.json")
+        return [metrics[k] for k in RESULT_KEYS]
+
+
+@pytest.fixture
+def runs(tmp_path) -> TinyRuns:
+    return TinyRuns(tmp_path)

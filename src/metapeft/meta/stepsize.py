@@ -11,6 +11,9 @@ makes "module-wise learning rate" literal, in three parts:
    rises past ``1 + CALIB_TOLERANCE`` times its minimum (or turns non-finite) the cliff is found:
    ρ becomes ``ρ_cliff / calib_safety`` and the parameters are restored to the last snapshot trained
    only below that LR. The run therefore does not depend on the starting ``train.lr`` at all.
+   With ``meta.calib_restart`` ``initial`` / ``warm`` the test runs on batches of its own before the run
+   (``train/range_test.py``) and :meth:`StepSizeLearner.restart` then starts the run from θ₀ / from the
+   restored weights with its whole schedule.
 2. **Hypergradient refinement** (``meta.learn_split=true``; off by default, because on the training
    hold-out it tied the range test alone on AID-LT and lost 2.7 pt balanced / 12.5 pt few on MSTAR-LT,
    docs/results.md): every ``meta.interval`` steps one backward of the outer loss on a
@@ -33,7 +36,6 @@ makes "module-wise learning rate" literal, in three parts:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -42,68 +44,17 @@ from torch import nn
 from .learner import MetaStepResult
 from .step_groups import StepGroup, learned_name
 from .stepsize_settings import StepSizeSettings
+from .stepsize_state import GUARD_FLOOR, LossWatch as _LossWatch, Snapshot as _Snapshot, StepSizeState
 
 __all__ = ["CALIBRATED_GAMMA", "StepSizeLearner", "StepSizeSettings", "stepsize_summary"]
 
 CALIBRATED_GAMMA = "gamma+calibrate"   # report()["mode"] when γ learns beside the range test (meta.mode=gamma)
 
-LOSS_SMOOTHING = 0.7   # EMA weight of the past in the smoothed train loss (a few steps of memory)
 DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
 CALIB_TOLERANCE = 0.3  # the range test ends when the smoothed loss exceeds (1 + this) × its minimum
 STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
-GUARD_FLOOR = 0.5      # the guard ignores rises that stay below guard_spike × this × the run's first loss
 GUARD_PATIENCE = 2     # guard=probe trips after this many high probe readings in a row (one is noise)
-
-
-@dataclass
-class _Snapshot:
-    rho: float
-    params: list[torch.Tensor]
-    opt_state: list[dict]
-
-
-@dataclass
-class _LossWatch:
-    """Bias-corrected EMA of the train loss, its running minimum and its first value."""
-
-    ema: float = 0.0
-    n: int = 0
-    best: float = math.inf
-    start: float = 0.0   # the first smoothed value (0 in checkpoints written before it existed: no floor)
-
-    def update(self, loss: float) -> float:
-        self.ema = LOSS_SMOOTHING * self.ema + (1 - LOSS_SMOOTHING) * loss
-        self.n += 1
-        smooth = self.ema / (1 - LOSS_SMOOTHING ** self.n)
-        self.best = min(self.best, smooth)
-        if self.n == 1:
-            self.start = smooth
-        return smooth
-
-    def spiked(self, smooth: float, factor: float) -> bool:
-        """A divergence, not noise: above ``factor`` × the minimum AND above ``factor`` × GUARD_FLOOR × the
-        first value. Without the floor a loss near 0 trips on batch noise: in 10-epoch AID runs the train loss
-        fell to 0.1 and the guard halved every step size three times in the last epoch, at lr ≈ 0."""
-        return not smooth <= factor * max(self.best, GUARD_FLOOR * self.start)
-
-
-@dataclass
-class StepSizeState:
-    rho: float                       # reference LR (calibrated, or train.lr)
-    calibrating: bool
-    calib_index: int = 0
-    lr_cliff: float | None = None
-    probe_best: float = math.inf     # lowest probe loss of the range test
-    meta_steps: int = 0
-    guard_restores: int = 0
-    watch: _LossWatch = field(default_factory=_LossWatch)
-    calib_trace: list[dict] = field(default_factory=list)
-    trace: list[dict] = field(default_factory=list)
-    guard_best: float = math.inf     # guard=probe: lowest probe loss at a snapshot since the range test
-    guard_start: float = math.nan    # ... and the first one (the floor's reference)
-    guard_trace: list[dict] = field(default_factory=list)   # guard=probe: step, probe loss, best at each snapshot
-    guard_high: int = 0              # guard=probe: consecutive readings above the limit
 
 
 class StepSizeLearner:
@@ -128,6 +79,7 @@ class StepSizeLearner:
         self.message: str | None = None       # what the last due step's guard did (the trainer logs it)
         self.probe: tuple[torch.Tensor, torch.Tensor] | None = None
         self.tracked: list[torch.Tensor] = []  # γ when the paper's modulators learn beside it (calibrated gamma)
+        self._initial: _Snapshot | None = None  # restart "initial": the weights before the test's first update
 
     def track(self, tensors: list[torch.Tensor]) -> None:
         """Tensors outside φ's optimizer whose values snapshots keep and restores put back: γ in
@@ -158,6 +110,10 @@ class StepSizeLearner:
         for g, i in zip(self.groups, self.index):
             out[self.names[i]] = max(out.get(self.names[i], 0.0), self._group_lr(g, i, schedule_factor))
         return out
+
+    def group_lr(self, k: int, schedule_factor: float) -> float:
+        """The lr param group ``k`` gets in an update at ``schedule_factor`` (what _set_lrs would write)."""
+        return self._group_lr(self.groups[k], self.index[k], schedule_factor)
 
     def _group_lr(self, group: StepGroup, index: int, schedule_factor: float) -> float:
         """ρ × schedule × the group's fixed factor × its learned multiplier."""
@@ -205,6 +161,8 @@ class StepSizeLearner:
             return self._end_calibration(optimizer, schedule_factor, hi, restore=False)
         s.rho = lo * (hi / lo) ** (s.calib_index / max(steps - 1, 1))
         self._ring.append(self._snapshot(optimizer, s.rho))
+        if s.calib_index == 0 and self.cfg.restart == "initial":
+            self._initial = self._ring[0]   # θ₀, before any update: what restart() goes back to
         ratio = (hi / lo) ** (1 / max(steps - 1, 1))
         keep = int(math.ceil(math.log(self.cfg.calib_safety) / math.log(ratio))) + 2 if ratio > 1 else 2
         del self._ring[:-keep]
@@ -233,6 +191,23 @@ class StepSizeLearner:
             self._set_lrs(optimizer, schedule_factor)
             return None
         return msg
+
+    def restart(self, optimizer: torch.optim.Optimizer) -> None:
+        """``meta.calib_restart``, once the range test has ended. ``initial``: φ (and tracked γ) back to θ₀ with
+        no optimizer state, so what follows is a fresh run at the found lr; only the test's outcome (ρ, the
+        cliff, the trace) is kept. ``warm``: φ stays where the test's end put it (the last snapshot trained
+        below ρ, with its momentum): those updates are the run's warm-up."""
+        s = self.state
+        if s.calibrating:
+            raise RuntimeError("restart() needs a range test that has ended (meta.calib_restart)")
+        if self.cfg.restart == "warm":
+            self._initial = self._anchor   # _end_calibration's snapshot of the restored weights
+        elif self._initial is None:   # it ended before its first update (a non-finite first loss): φ is θ₀
+            self._initial = self._snapshot(optimizer, s.rho)
+        self._restore(optimizer, self._initial)
+        self._anchor, self._initial = self._initial, None
+        self._ring, self._best = [], None
+        s.watch, s.guard_best, s.guard_start, s.guard_high = _LossWatch(), math.inf, math.nan, 0
 
     def _back_off(self, optimizer, snap: _Snapshot | None) -> None:
         """What every guard trip does: halve every step size, go back to ``snap`` (it becomes the anchor)
@@ -357,7 +332,7 @@ class StepSizeLearner:
         s = self.state
         return {"mode": CALIBRATED_GAMMA if self.tracked else "stepsize", "groups": self.names,
                 "multipliers": self.multipliers(), "reference_lr": s.rho, "lr_cliff": s.lr_cliff, "calib_safety": self.cfg.calib_safety,
-                "calibrating": s.calibrating,
+                "calibrating": s.calibrating, "calib_restart": self.cfg.restart,
                 "effective_lr": self.effective_lrs(), "guard_restores": s.guard_restores,
                 "meta_steps": s.meta_steps, "calibration": s.calib_trace, "trace": s.trace,
                 "guard": self.cfg.guard, "guard_trace": s.guard_trace}

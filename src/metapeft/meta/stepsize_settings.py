@@ -22,6 +22,10 @@ SAFETY_LONG_EPOCHS = 10    # ... and ÷ 2·SAFETY_BASE at this many
 SAFETY_MAX = 16.0          # nothing past 10 epochs was measured: the extrapolation stops one doubling further
 CALIB_MAX_SHARE = 1 / 3    # meta.calibrate null: no range test where it would take more than this share of the run
 GAMMA_CALIBRATE = True     # meta.calibrate null in meta.mode=gamma: the range test first (false: the paper at train.lr)
+# meta.calib_restart null: "warm" for the bottleneck adapters, whose 3-epoch hold-out runs it lifted by +8.6 / +14.8
+# (Adapter) and +3.7 / +3.0 (AdaptFormer) over "inline"; "inline" for every other method: on LoRA it lost 4.9 /
+# 2.4 balanced at 3 / 10 epochs (docs/results.md, "Session 6"). Methods never measured keep "inline".
+WARM_RESTART_METHODS = frozenset({"adapter", "adaptformer"})
 
 
 def default_calib_safety(epochs: float) -> float:
@@ -29,6 +33,11 @@ def default_calib_safety(epochs: float) -> float:
     at most SAFETY_MAX."""
     ratio = max(1.0, epochs / SAFETY_REF_EPOCHS)
     return min(SAFETY_MAX, SAFETY_BASE * 2.0 ** (math.log(ratio) / math.log(SAFETY_LONG_EPOCHS / SAFETY_REF_EPOCHS)))
+
+
+def default_calib_restart(method: str) -> str:
+    """``meta.calib_restart`` null: how the range test meets the run, by PEFT method (WARM_RESTART_METHODS)."""
+    return "warm" if method in WARM_RESTART_METHODS else "inline"
 
 
 def too_short(total_steps: int, calib_steps: int) -> bool:
@@ -48,6 +57,8 @@ class StepSizeSettings:
     calib_probe: int = 2      # fixed val batches the range test watches (0: the smoothed train loss)
     calib_range: tuple[float, float] | None = None   # None: DEFAULT_RANGES[optimizer]
     calib_safety: float = SAFETY_BASE
+    restart: str = "inline"   # meta.calib_restart: inline | initial | warm (the test before the run, then from θ₀ / warm)
+                              # (null in the config: default_calib_restart(peft.method))
     max_mult: float = 2.0
     step_relative: bool = True
     learn_split: bool = False  # True: the hypergradient split (part 2); False: the range test's lr for every group
@@ -58,15 +69,16 @@ class StepSizeSettings:
 
     @classmethod
     def from_config(cls, meta: MetaConfig, interval: int, total_steps: int = 0,
-                    epochs: float = 0) -> "StepSizeSettings":
+                    epochs: float = 0, method: str = "") -> "StepSizeSettings":
         """``epochs`` set ``calib_safety`` when it is null; ``total_steps`` (the planned optimizer steps, 0:
-        unknown) turn a null ``calibrate`` off in a run too short for the range test (see :func:`too_short`)."""
+        unknown) turn a null ``calibrate`` off in a run too short for the range test (see :func:`too_short`);
+        ``method`` (peft.method) sets a null ``calib_restart`` (:func:`default_calib_restart`)."""
         safety = meta.calib_safety if meta.calib_safety is not None else default_calib_safety(epochs)
         calibrate = meta.calibrate
         if calibrate is None and too_short(total_steps, meta.calib_steps or cls.calib_steps):
             calibrate = False
         given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": calibrate,
-                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe,
+                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "restart": meta.calib_restart or default_calib_restart(method),
                  "calib_safety": safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
                  "learn_split": meta.learn_split, "guard": meta.guard,
@@ -74,11 +86,12 @@ class StepSizeSettings:
         return cls(**{k: v for k, v in given.items() if v is not None}, lr=meta.lr, interval=interval)
 
 
-def gamma_calibration(meta: MetaConfig, interval: int, total_steps: int, epochs: float) -> StepSizeSettings | None:
+def gamma_calibration(meta: MetaConfig, interval: int, total_steps: int, epochs: float,
+                      method: str = "") -> StepSizeSettings | None:
     """``meta.mode=gamma`` with the range test (``meta.calibrate``; null = GAMMA_CALIBRATE): the settings of a
     step-size learner that only calibrates the lr and guards the run (no split), while γ learns as in the paper.
     None: the paper's method at ``train.lr`` (also when a null ``calibrate`` meets a run too short for the test)."""
     if meta.calibrate is False or (meta.calibrate is None and not GAMMA_CALIBRATE):
         return None
-    settings = StepSizeSettings.from_config(meta, interval, total_steps, epochs)
+    settings = StepSizeSettings.from_config(meta, interval, total_steps, epochs, method)
     return replace(settings, learn_split=False) if settings.calibrate else None

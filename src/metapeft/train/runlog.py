@@ -73,3 +73,17 @@ class RunLog:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+
+
+class PrefixedLog:
+    """A view of a :class:`RunLog` whose scalars go under ``prefix`` (the range test's steps, which the run's
+    own step counter then counts again from 0); messages pass through unchanged."""
+
+    def __init__(self, log: RunLog, prefix: str) -> None:
+        self.log, self.prefix = log, prefix
+
+    def info(self, msg: str) -> None:
+        self.log.info(msg)
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        self.log.scalars(step, {self.prefix + k: v for k, v in values.items()})

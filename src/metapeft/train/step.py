@@ -88,7 +88,10 @@ class TrainStep:
         ``train.sync_free`` an ordinary step reads nothing: see :meth:`_sync_free_update`.
         """
         meta, phi, state, env, prec = self.meta, self.phi, self.state, self.env, self.precision
-        lr = self.optimizer.param_groups[0]["lr"]  # this step's η: also the look-ahead's step size
+        # This step's η, also the look-ahead's step size. With a step-size learner the param groups hold the
+        # scheduler's train.lr-based values until the learner sets this update's: ask it for the real one.
+        lr = (self.optimizer.param_groups[0]["lr"] if self.sizer is None
+              else self.sizer.group_lr(0, _schedule_factor(self.scheduler)))
         # Counted from 1: with meta.interval k, γ moves in the k-th, 2k-th, ... step. Not during a range test
         # (gamma mode with meta.calibrate): its climbing lr ends in a divergence that the test then undoes.
         meta_now = meta is not None and meta.is_due(state.step + 1) and not self.calibrating

@@ -45,6 +45,7 @@ from .pipeline import RunData, calibration_probe, eval_loader, meta_val_batches,
 from .precision import enable_tf32
 from .prefix_cache import SuffixModel, cache_prefix, cacheable_prefix
 from .probe import ProbeFit, fit_probe
+from .range_test import RANGE_TEST_STREAM, run_range_test
 from .runlog import RunLog
 from .selection import ModelSelection
 from .state import EpochStats, TrainState
@@ -106,6 +107,8 @@ class Trainer:
                 if run.resuming:
                     self._resume(run)
                 self._begin_writing(run)
+                if not run.resuming:
+                    self._separate_range_test(run)
                 for epoch in range(run.state.epoch, self.cfg.train.epochs):
                     self._epoch(run, epoch)
                 return self._finish(run)
@@ -175,8 +178,9 @@ class Trainer:
             for g in gamma_parameters(model):
                 g.requires_grad_(False)
         planned, interval = t.epochs * steps_per_epoch, resolve_interval(cfg.meta.interval, steps_per_epoch)
-        settings = (StepSizeSettings.from_config(cfg.meta, interval, total_steps=planned, epochs=t.epochs) if stepsize
-                    else gamma_calibration(cfg.meta, interval, planned, t.epochs) if meta is not None else None)
+        method = cfg.peft.method
+        settings = (StepSizeSettings.from_config(cfg.meta, interval, planned, t.epochs, method) if stepsize
+                    else gamma_calibration(cfg.meta, interval, planned, t.epochs, method) if meta is not None else None)
         short = too_short(planned, cfg.meta.calib_steps or StepSizeSettings.calib_steps)  # test > 1/3 of the run
         if short and settings is None and meta is not None and cfg.meta.calibrate is None:
             log.info(f"{planned} steps are too few for the LR range test; γ learns at train.lr {t.lr:g} (the paper)")
@@ -229,6 +233,20 @@ class Trainer:
             if run.resuming:
                 run.log.rewrite_csv("history.csv", run.state.history)
         run.env.barrier()
+
+    # ------------------------------------------------------------------ the range test before the run
+    def _separate_range_test(self, run: RunParts) -> None:
+        """``meta.calib_restart``: the LR range test on batches of its own; the run then starts with its whole
+        schedule from θ₀ (``initial``) or from the test's restored weights (``warm``)."""
+        sizer, t = run.step.sizer, self.cfg.train
+        if sizer is None or not sizer.state.calibrating or sizer.cfg.restart == "inline" or t.epochs == 0:
+            return
+        run.net.train()
+        val = self._val_batches(run, RANGE_TEST_STREAM)
+        taken = run_range_test(run.step, run.loader, val, run.env, lambda k: seed_everything(t.seed * 1000 + k))
+        start = "its initial weights" if sizer.cfg.restart == "initial" else "the weights the test restored"
+        run.log.info(f"LR range test: {taken} steps on batches of their own; the run starts from {start} with its "
+                     f"whole schedule at lr {sizer.state.rho:.3g}")
 
     # ------------------------------------------------------------------ epochs
     def _epoch(self, run: RunParts, epoch: int) -> None:
