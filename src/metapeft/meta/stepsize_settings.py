@@ -77,8 +77,9 @@ class StepSizeSettings:
         calibrate = meta.calibrate
         if calibrate is None and too_short(total_steps, meta.calib_steps or cls.calib_steps):
             calibrate = False
+        restart = meta.calib_restart or default_calib_restart(method)
         given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": calibrate,
-                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "restart": meta.calib_restart or default_calib_restart(method),
+                 "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "restart": restart,
                  "calib_safety": safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
                  "learn_split": meta.learn_split, "guard": meta.guard,

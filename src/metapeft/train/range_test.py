@@ -5,13 +5,15 @@ back to a snapshot trained only at tiny lrs, and the run goes on from there with
 schedule. In a short run that costs real updates: a 3-epoch Adapter run on AID-LT keeps 7 small-lr updates
 of the test's 12 step slots, and lost 7 pt balanced against a plain run at the very lr the test picked
 (docs/results.md, session 5). Here the test trains on batches of its own (a train-loader stream no epoch
-uses), then φ, γ, the optimizer, the schedule and the step counter go back to where they started: what
-follows is a plain run at the found lr, with its whole schedule and the guard watching it.
+uses), then the schedule and the step counter start over, and φ, γ and the optimizer state go back to θ₀
+(``initial``: what follows is a plain run at the found lr) or to the snapshot the test restored (``warm``:
+its small-lr updates are the run's warm-up). Either way the run gets its whole schedule, and the guard
+watches it.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..data import BatchLoader
 from ..errors import TrainingError
@@ -24,7 +26,7 @@ MAX_STEPS_PER_TEST_STEP = 4  # a test that has not ended after this × calib_ste
 
 
 def run_range_test(step: TrainStep, loader: BatchLoader, val: Iterator[Batch] | None, env: DistEnv,
-                   seed_stream) -> int:
+                   seed_stream: Callable[[int], None]) -> int:
     """Run ``step.sizer``'s range test to its end on its own batches, then restart the run; returns the
     steps it took. ``seed_stream(k)`` seeds dropout etc. for the test's k-th loader pass (the run's epochs
     reseed their own). Nothing about the test survives but the sizer's outcome and trace."""
@@ -39,8 +41,8 @@ def run_range_test(step: TrainStep, loader: BatchLoader, val: Iterator[Batch] | 
     try:
         while step.calibrating:
             if taken >= limit:
-                raise TrainingError(f"the LR range test did not end in {limit} steps: every step was skipped "
-                                    "(non-finite losses or gradients); check the data and train.precision")
+                raise TrainingError(f"the LR range test did not end in {limit} steps: its steps were skipped "
+                                    "(non-finite gradients); check the data and train.precision")
             seed_stream(stream)
             loader.set_epoch(stream)
             for group in micro_batch_groups(loader, step.cfg.grad_accum):
