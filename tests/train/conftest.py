@@ -95,7 +95,8 @@ RESULT_KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
 
 class TinyRuns:
     """Tiny training runs under one tmp dir: ``run`` trains (or resumes) one, ``read`` loads one of its JSON
-    files, ``results`` the metrics.json numbers two runs compare to be "the same run"."""
+    files, ``history`` its history.csv rows, ``results`` the metrics.json numbers two runs compare to be
+    "the same run"."""
 
     def __init__(self, root) -> None:
         self.root = root
@@ -111,6 +112,13 @@ class TinyRuns:
         import json
 
         return json.loads((run.out_dir / name).read_text())
+
+    @staticmethod
+    def history(run) -> list[dict]:
+        import csv
+
+        with (run.out_dir / "history.csv").open() as f:
+            return list(csv.DictReader(f))
 
     def results(self, run) -> list:
         metrics = self.read(run, "metrics.json")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import pytest
@@ -10,11 +9,6 @@ import pytest
 BASE = ["meta.enabled=true", "meta.mode=stepsize", "meta.calib_steps=4", "meta.interval=2",
         "data.max_per_class=12", "train.epochs=2"]
 pytestmark = pytest.mark.slow  # a few tiny training runs
-
-
-def history(run_):
-    with (run_.out_dir / "history.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_a_restarted_run_is_a_plain_run_at_the_lr_its_range_test_found(runs, tiny_run):
@@ -25,19 +19,19 @@ def test_a_restarted_run_is_a_plain_run_at_the_lr_its_range_test_found(runs, tin
     # the same machinery with no range test, told the lr the test found: every number the same
     fixed = runs.run(tiny_run + BASE + ["meta.calibrate=false", f"train.lr={rho!r}"], "fixed")
     assert runs.results(restarted) == runs.results(fixed)
-    ha, hb = history(restarted), history(fixed)
+    ha, hb = runs.history(restarted), runs.history(fixed)
     assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
     assert [r["step"] for r in ha] == [r["step"] for r in hb]   # the test's steps are not the run's
     # Without the restart the test's steps are the run's first: a different run (the check above can fail).
     warmup = runs.run(tiny_run + BASE + ["meta.calib_restart=inline", "train.lr=0.3"], "warmup")
     assert runs.read(warmup, "stepsize.json")["reference_lr"] == rho
-    assert [r["train_loss"] for r in history(warmup)] != [r["train_loss"] for r in ha]
+    assert [r["train_loss"] for r in runs.history(warmup)] != [r["train_loss"] for r in ha]
     # warm: the same test, the run from the weights it restored, with the whole schedule: a third run
     warm = runs.run(tiny_run + BASE + ["meta.calib_restart=warm", "train.lr=0.3"], "warm")
     assert runs.read(warm, "stepsize.json")["reference_lr"] == rho
-    hw = history(warm)
+    hw = runs.history(warm)
     assert [r["step"] for r in hw] == [r["step"] for r in ha]
-    assert hw[0]["train_loss"] not in (ha[0]["train_loss"], history(warmup)[0]["train_loss"])
+    assert hw[0]["train_loss"] not in (ha[0]["train_loss"], runs.history(warmup)[0]["train_loss"])
 
 
 def test_a_restarted_run_resumes_exactly(runs, tiny_run):

@@ -201,11 +201,11 @@ class StepSizeLearner:
         if s.calibrating:
             raise RuntimeError("restart() needs a range test that has ended (meta.calib_restart)")
         if self.cfg.restart == "warm":
-            self._initial = self._anchor   # _end_calibration's snapshot of the restored weights
-        elif self._initial is None:   # it ended before its first update (a non-finite first loss): φ is θ₀
-            self._initial = self._snapshot(optimizer, s.rho)
-        self._restore(optimizer, self._initial)
-        self._anchor, self._initial = self._initial, None
+            start = self._anchor   # _end_calibration's snapshot of the restored weights
+        else:   # None: the test ended before its first update (a non-finite first loss), so φ is θ₀
+            start = self._initial or self._snapshot(optimizer, s.rho)
+        self._restore(optimizer, start)
+        self._anchor, self._initial = start, None
         self._ring, self._best = [], None
         s.watch, s.guard_best, s.guard_start, s.guard_high = _LossWatch(), math.inf, math.nan, 0
 
