@@ -145,6 +145,8 @@ class MetaConfig:
     calib_probe: int | None = field(default=None, metadata=spec(
         "range test: it watches the loss of this many fixed class-balanced val batches (0: the "
         "smoothed train loss instead); null = 2", ge=0))
+    calib_rise: float | None = field(default=None, metadata=spec(
+        "range test: it ends where the watched loss exceeds (1 + this) × its minimum so far; null = 0.3", gt=0))
     calib_safety: float | None = field(default=None, metadata=spec(
         "the run's lr = the lr where the range test's loss rose ÷ this; null = 4 up to 3 epochs, 8 at 10 "
         "(the hold-out's picks), log-linear in train.epochs between and beyond, at most 16", ge=1))

@@ -128,6 +128,29 @@ def test_range_test_watches_the_fixed_probe_not_the_noisy_train_loss(make_vit, p
         assert sizer.state.calib_trace[-1]["watched"] > 1.3 * sizer.state.probe_best
 
 
+def test_calib_rise_sets_how_far_the_watched_loss_may_rise_before_the_test_ends(make_vit):
+    """meta.calib_rise: the same slowly rising losses end a 0.1 test earlier, at a lower cliff, than a 0.3 one;
+    each ends at the first reading past (1 + rise) × the minimum so far."""
+    losses = [2.0, 1.8, 1.6, 1.6, 1.8, 2.0, 2.2, 2.6, 3.0, 4.0, 8.0]
+    ended = {}
+    for rise in (0.1, 0.3):
+        sizer, opt = learner(lora_vit(make_vit), StepSizeSettings(calib_steps=12, calib_range=(1e-3, 1.0),
+                                                                  calib_rise=rise))
+        for step, loss in enumerate(losses):
+            sizer.before_update(loss, opt, 1.0, step)
+            if not sizer.state.calibrating:
+                break
+            for p in sizer.params:
+                p.grad = torch.ones_like(p) * 0.01
+            opt.step()
+        watched = [t["watched"] for t in sizer.state.calib_trace]
+        assert not sizer.state.calibrating
+        assert watched[-1] > (1 + rise) * min(watched[:-1])
+        assert all(w <= (1 + rise) * min(watched[:k + 1]) for k, w in enumerate(watched[:-1]))
+        ended[rise] = (len(watched), sizer.state.lr_cliff)
+    assert ended[0.1][0] < ended[0.3][0] and ended[0.1][1] < ended[0.3][1]
+
+
 def test_range_test_without_a_cliff_ends_at_hi_over_safety(make_vit):
     cfg = StepSizeSettings(calib_steps=4, calib_range=(1e-2, 1.0), calib_safety=2.0)
     sizer, opt = learner(lora_vit(make_vit), cfg)

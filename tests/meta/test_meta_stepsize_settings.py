@@ -54,6 +54,13 @@ def test_calib_restart_reaches_the_settings():
         MetaConfig(calib_restart="yes")
 
 
+def test_calib_rise_reaches_the_settings_and_must_be_positive():
+    assert StepSizeSettings.from_config(MetaConfig(mode="stepsize", calib_rise=0.15), 10).calib_rise == 0.15
+    assert StepSizeSettings.from_config(MetaConfig(mode="stepsize"), 10).calib_rise == 0.3
+    with pytest.raises(ValueError, match="calib_rise"):
+        MetaConfig(calib_rise=0)
+
+
 def test_a_null_calib_restart_follows_the_peft_method():
     """The hold-out's picks: warm for the bottleneck adapters, inline for LoRA and every unmeasured method."""
     from metapeft.meta.stepsize_settings import WARM_RESTART_METHODS, default_calib_restart

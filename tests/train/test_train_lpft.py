@@ -9,16 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from metapeft.cli import main
-from metapeft.config import RunConfig
-from metapeft.train import Trainer
 
-KEYS = ("overall", "balanced", "many", "medium", "few", "per_class")
 PROBE = ["model.head_init=probe", "model.probe_iters=50"]
 LINEAR_PROBE = ["peft.method=linear_probe", "model.head=linear", "train.epochs=0", *PROBE]
-
-
-def run(tmp_path, overrides, name, resume=False):
-    return Trainer(RunConfig.load(None, overrides), tmp_path / name, resume=resume, quiet=True).run()
 
 
 def metrics(res):
@@ -29,8 +22,8 @@ def head_weight(res):
     return load_file(str(res.out_dir / "export" / "peft.safetensors"))["head.weight"]
 
 
-def test_linear_probe_with_zero_epochs_is_the_fitted_head(tmp_path, tiny_run, capsys):
-    m = metrics(run(tmp_path, tiny_run + LINEAR_PROBE + ["train.val_holdout=0.3"], "lp"))
+def test_linear_probe_with_zero_epochs_is_the_fitted_head(runs, tmp_path, tiny_run, capsys):
+    m = metrics(runs.run(tiny_run + LINEAR_PROBE + ["train.val_holdout=0.3"], "lp"))
     fit = m["run"]["head_init"]
     assert fit["kind"] == "probe" and fit["head"] == "Linear" and fit["loss"] == "balanced_ce"
     assert fit["loss_after"] < fit["loss_before"] and fit["l2"] == 1e-3
@@ -43,10 +36,10 @@ def test_linear_probe_with_zero_epochs_is_the_fitted_head(tmp_path, tiny_run, ca
     assert again["overall"] == pytest.approx(m["overall"]) and again["confusion"] == m["confusion"]
 
 
-def test_nearest_class_mean_and_probe_heads_differ(tmp_path, tiny_run):
+def test_nearest_class_mean_and_probe_heads_differ(runs, tiny_run):
     base = tiny_run + ["peft.method=linear_probe", "model.head=linear", "train.epochs=0"]
-    ncm = run(tmp_path, base, "ncm")
-    probe = run(tmp_path, base + PROBE, "probe")
+    ncm = runs.run(base, "ncm")
+    probe = runs.run(base + PROBE, "probe")
     assert "head_init" not in metrics(ncm)["run"]    # the default run's metrics.json is unchanged
     assert not torch.equal(head_weight(ncm), head_weight(probe))
 
@@ -55,21 +48,21 @@ def test_nearest_class_mean_and_probe_heads_differ(tmp_path, tiny_run):
 @pytest.mark.parametrize("extra", [[], ["meta.enabled=true", "meta.interval=2"],
                                    ["meta.enabled=true", "meta.mode=stepsize", "meta.calib_steps=4",
                                     "meta.interval=2"]], ids=["lora", "metapeft_gamma", "metapeft_stepsize"])
-def test_lpft_runs_for_every_mode_and_starts_from_the_probe(tmp_path, tiny_run, extra):
+def test_lpft_runs_for_every_mode_and_starts_from_the_probe(runs, tiny_run, extra):
     over = tiny_run + extra + ["train.epochs=1"]
-    lpft, cm = run(tmp_path, over + PROBE, "lpft"), run(tmp_path, over, "cm")
+    lpft, cm = runs.run(over + PROBE, "lpft"), runs.run(over, "cm")
     assert metrics(lpft)["run"]["head_init"]["kind"] == "probe"
     assert not torch.equal(head_weight(lpft), head_weight(cm))
 
 
 @pytest.mark.slow
-def test_lpft_resume_from_an_epoch_checkpoint_matches_the_uninterrupted_run(tmp_path, tiny_run):
+def test_lpft_resume_from_an_epoch_checkpoint_matches_the_uninterrupted_run(runs, tiny_run):
     over = tiny_run + PROBE + ["train.keep_checkpoints=3", "meta.enabled=true", "meta.interval=2"]
-    full = run(tmp_path, over, "full")
-    part = run(tmp_path, over, "part")
+    full = runs.run(over, "full")
+    part = runs.run(over, "part")
     (part.out_dir / "checkpoints" / "latest").write_text("epoch_0001\n")   # as if killed after epoch 1
     (part.out_dir / "metrics.json").unlink()
-    resumed = metrics(run(tmp_path, over, "part", resume=True))
-    assert [metrics(full)[k] for k in KEYS] == [resumed[k] for k in KEYS]
+    resumed = runs.run(over, "part", resume=True)
+    assert runs.results(full) == runs.results(resumed)
     assert torch.equal(head_weight(full), head_weight(part))
-    assert "fit" in resumed["run"]["head_init"]          # no second fit on resume: the checkpoint's head
+    assert "fit" in metrics(resumed)["run"]["head_init"]          # no second fit on resume: the checkpoint's head

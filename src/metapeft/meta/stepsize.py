@@ -8,7 +8,7 @@ makes "module-wise learning rate" literal, in three parts:
    test used as warm-up: the reference LR ρ climbs from ``calib_range[0]`` to ``calib_range[1]``
    while the loss of a fixed class-balanced probe batch is watched (``calib_probe`` batches; 0 watches
    the smoothed train loss, whose batch-to-batch noise moved the cliff 2× between seeds). Where it
-   rises past ``1 + CALIB_TOLERANCE`` times its minimum (or turns non-finite) the cliff is found:
+   rises past ``1 + calib_rise`` times its minimum (or turns non-finite) the cliff is found:
    ρ becomes ``ρ_cliff / calib_safety`` and the parameters are restored to the last snapshot trained
    only below that LR. The run therefore does not depend on the starting ``train.lr`` at all.
    With ``meta.calib_restart`` ``initial`` / ``warm`` the test runs on batches of its own before the run
@@ -51,7 +51,7 @@ __all__ = ["CALIBRATED_GAMMA", "StepSizeLearner", "StepSizeSettings", "stepsize_
 CALIBRATED_GAMMA = "gamma+calibrate"   # report()["mode"] when γ learns beside the range test (meta.mode=gamma)
 
 DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
-CALIB_TOLERANCE = 0.3  # the range test ends when the smoothed loss exceeds (1 + this) × its minimum
+CALIB_TOLERANCE = 0.3  # guard=probe: a probe reading above (1 + this) × its best is high (meta.calib_rise's default too)
 STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
 GUARD_PATIENCE = 2     # guard=probe trips after this many high probe readings in a row (one is noise)
@@ -148,7 +148,7 @@ class StepSizeLearner:
                           step: int) -> str | None:
         """``signal``: the watched loss (probe or smoothed train loss), ``best`` its minimum so far."""
         s, (lo, hi), steps = self.state, self.range, self.cfg.calib_steps
-        diverged = s.calib_index >= 2 and not signal <= (1 + CALIB_TOLERANCE) * best
+        diverged = s.calib_index >= 2 and not signal <= (1 + self.cfg.calib_rise) * best
         # `loss` was measured after the updates so far; the newest of them used ρ = last_lr.
         last_lr = self._ring[-1].rho if self._ring else None
         s.calib_trace.append({"step": step, "last_lr": last_lr, "loss": loss, "watched": signal})

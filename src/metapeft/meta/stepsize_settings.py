@@ -56,6 +56,7 @@ class StepSizeSettings:
     calib_steps: int = 20
     calib_probe: int = 2      # fixed val batches the range test watches (0: the smoothed train loss)
     calib_range: tuple[float, float] | None = None   # None: DEFAULT_RANGES[optimizer]
+    calib_rise: float = 0.3   # the test ends where the watched loss exceeds (1 + this) × its minimum
     calib_safety: float = SAFETY_BASE
     restart: str = "inline"   # meta.calib_restart: inline | initial | warm (the test before the run, then from θ₀ / warm)
                               # (null in the config: default_calib_restart(peft.method))
@@ -80,6 +81,7 @@ class StepSizeSettings:
         restart = meta.calib_restart or default_calib_restart(method)
         given = {"groups": meta.step_groups, "scale_invariant": meta.scale_invariant, "calibrate": calibrate,
                  "calib_steps": meta.calib_steps, "calib_probe": meta.calib_probe, "restart": restart,
+                 "calib_rise": meta.calib_rise,
                  "calib_safety": safety, "max_mult": meta.max_mult,
                  "step_relative": meta.step_relative, "guard_spike": meta.guard_spike,
                  "learn_split": meta.learn_split, "guard": meta.guard,
