@@ -51,7 +51,7 @@ __all__ = ["CALIBRATED_GAMMA", "StepSizeLearner", "StepSizeSettings", "stepsize_
 CALIBRATED_GAMMA = "gamma+calibrate"   # report()["mode"] when γ learns beside the range test (meta.mode=gamma)
 
 DEFAULT_RANGES = {"sgd": (1e-3, 1.0), "adamw": (1e-5, 1e-1)}
-CALIB_TOLERANCE = 0.3  # guard=probe: a probe reading above (1 + this) × its best is high (meta.calib_rise's default too)
+CALIB_TOLERANCE = 0.3  # guard=probe: a probe reading above (1 + this) × its best is high (the test: calib_rise)
 STEP_TAU = 0.1         # log step size += lr · tanh(cos / STEP_TAU): a cosine of 0.1 is already a strong signal
 MIN_MULT = 1 / 16      # lowest learned multiplier of a group's lr
 GUARD_PATIENCE = 2     # guard=probe trips after this many high probe readings in a row (one is noise)
