@@ -33,9 +33,9 @@ def run_one(overrides: list[str], out: Path) -> dict:
     Trainer(cfg, out, quiet=True).run()
     m = json.loads((out / "metrics.json").read_text())
     run = m["run"]
-    taken = 0
+    taken = 0   # step slots the range test used: one trace entry each, the last (whose update it undid) included
     if (out / "stepsize.json").exists():
-        taken = len(json.loads((out / "stepsize.json").read_text())["calibration"]) - 1
+        taken = len(json.loads((out / "stepsize.json").read_text())["calibration"])
     return {"wall_s": run["wall_time_s"], "steps": run["steps"], "test_steps": taken,
             "balanced": m["balanced"], "few": m["few"]}
 
